@@ -1,0 +1,27 @@
+"""Enumerations of the catalog."""
+
+from django.db import models
+
+
+class Visibility(models.TextChoices):
+    INTERNAL = "internal", "Internal (every signed-in user may read)"
+    PRIVATE = "private", "Private (owning team and admins only)"
+
+
+class VersionStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending (accepting files)"
+    READY = "READY", "Ready (finalized, immutable)"
+    FAILED = "FAILED", "Failed"
+
+
+class TeamRole(models.TextChoices):
+    VIEWER = "viewer", "Viewer"
+    CONTRIBUTOR = "contributor", "Contributor"
+    APPROVER = "approver", "Approver"
+    DEPLOYER = "deployer", "Deployer"
+
+
+class TokenScope(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    ADMIN = "admin", "Admin"

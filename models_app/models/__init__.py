@@ -1,0 +1,14 @@
+from models_app.models.access import AccessToken, TeamMembership
+from models_app.models.audit import AuditEvent
+from models_app.models.catalog import ModelAlias, ModelTag, ModelVersion, RegisteredModel, VersionTag
+
+__all__ = [
+    "AccessToken",
+    "AuditEvent",
+    "ModelAlias",
+    "ModelTag",
+    "ModelVersion",
+    "RegisteredModel",
+    "TeamMembership",
+    "VersionTag",
+]

@@ -1,0 +1,144 @@
+"""The catalog: registered models, their numbered versions, tags and aliases."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models.functions import Lower
+
+from models_app.choices import VersionStatus, Visibility
+from models_app.validators import (
+    TAG_KEY_MAX,
+    TAG_VALUE_MAX,
+    validate_alias,
+    validate_model_name,
+    validate_tag_key,
+    validate_tag_value,
+)
+
+
+class RegisteredModel(models.Model):
+    """A named model owned by a team; its versions hold the files.
+
+    Names are unique regardless of case, so ``Churn`` and ``churn`` cannot both exist.
+    """
+
+    name = models.CharField(max_length=128, validators=[validate_model_name])
+    description = models.TextField(blank=True, max_length=20_000)
+    team = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="registered_models")
+    visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.INTERNAL)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    # The highest version number ever given out. Numbers are never reused, even after a delete.
+    last_version_number = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(Lower("name"), name="registeredmodel_name_ci_unique")]
+        indexes = [models.Index(fields=["team", "visibility"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def permission_team_id(self) -> int:
+        """The team whose roles decide what a user may do with this object."""
+        return self.team_id
+
+
+class ModelVersion(models.Model):
+    """One numbered version of a model. READY versions are immutable but for description and tags."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField(editable=False)
+    status = models.CharField(
+        max_length=16, choices=VersionStatus.choices, default=VersionStatus.PENDING, db_index=True
+    )
+    status_message = models.TextField(blank=True, max_length=5000)
+    description = models.TextField(blank=True, max_length=20_000)
+    source = models.CharField(max_length=2048, blank=True, help_text="Where the files came from (a URI).")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["model_id", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version"], name="modelversion_model_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.version}"
+
+    @property
+    def permission_team_id(self) -> int:
+        return self.model.team_id
+
+    @property
+    def is_frozen(self) -> bool:
+        """A finalized (READY) or failed version accepts no new files or provenance."""
+        return self.status != VersionStatus.PENDING
+
+
+class ModelTag(models.Model):
+    """A key/value label on a model."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="tags")
+    key = models.CharField(max_length=TAG_KEY_MAX, validators=[validate_tag_key])
+    value = models.TextField(max_length=TAG_VALUE_MAX, blank=True, validators=[validate_tag_value])
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["model", "key"], name="modeltag_model_key_unique")]
+        indexes = [models.Index(fields=["key", "model"])]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+
+class VersionTag(models.Model):
+    """A key/value label on a model version."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="tags")
+    key = models.CharField(max_length=TAG_KEY_MAX, validators=[validate_tag_key])
+    value = models.TextField(max_length=TAG_VALUE_MAX, blank=True, validators=[validate_tag_value])
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "key"], name="versiontag_version_key_unique")
+        ]
+        indexes = [models.Index(fields=["key", "version"])]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+
+class ModelAlias(models.Model):
+    """A movable name (``champion``) pointing at one version of a model."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(max_length=255, validators=[validate_alias])
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="aliases")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["alias"]
+        verbose_name_plural = "model aliases"
+        constraints = [models.UniqueConstraint(fields=["model", "alias"], name="modelalias_model_alias_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}@{self.alias}"
+
+    @property
+    def permission_team_id(self) -> int:
+        return self.model.team_id

@@ -1,0 +1,48 @@
+"""What each team role may do, expressed in Django permission codenames.
+
+Codenames are the one permission vocabulary of Modelyard: the API, the UI, admin and
+templates all ask ``user.has_perm("models_app.change_registeredmodel", model)``. A user's
+role in a model's owning team decides the answer for that model (``TeamRoleBackend``).
+"""
+
+from __future__ import annotations
+
+from models_app.choices import TeamRole, TokenScope
+
+# Reading is scoped by visibility (selectors), so every signed-in user holds these globally.
+READ_PERMISSIONS: frozenset[str] = frozenset(
+    {
+        "models_app.view_registeredmodel",
+        "models_app.view_modelversion",
+        "models_app.view_modelalias",
+    }
+)
+
+_CONTRIBUTOR = frozenset(
+    {
+        "models_app.add_registeredmodel",
+        "models_app.change_registeredmodel",
+        "models_app.delete_registeredmodel",
+        "models_app.add_modelversion",
+        "models_app.change_modelversion",
+        "models_app.delete_modelversion",
+        "models_app.add_modelalias",
+        "models_app.change_modelalias",
+        "models_app.delete_modelalias",
+    }
+)
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    TeamRole.VIEWER: READ_PERMISSIONS,
+    TeamRole.CONTRIBUTOR: READ_PERMISSIONS | _CONTRIBUTOR,
+    TeamRole.APPROVER: READ_PERMISSIONS,
+    TeamRole.DEPLOYER: READ_PERMISSIONS,
+}
+
+# A token scope includes the scopes below it: admin > write > read.
+SCOPE_RANK: dict[str, int] = {TokenScope.READ: 1, TokenScope.WRITE: 2, TokenScope.ADMIN: 3}
+
+
+def scopes_allow(granted: list[str] | tuple[str, ...], required: str) -> bool:
+    """True when a token holding ``granted`` scopes may act at the ``required`` scope."""
+    return max((SCOPE_RANK.get(scope, 0) for scope in granted), default=0) >= SCOPE_RANK[required]

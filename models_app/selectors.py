@@ -1,0 +1,67 @@
+"""Permission-scoped reads of the catalog. Filtering is the FilterSets' job."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group
+from django.db.models import Prefetch, Q, QuerySet
+
+from models_app.auth_backends import team_roles
+from models_app.choices import TeamRole, Visibility
+from models_app.models import AccessToken, ModelAlias, ModelVersion, RegisteredModel
+
+
+def _visible_q(user, prefix: str = "") -> Q:
+    """Rows of models that ``user`` may read: internal ones, and private ones of their teams."""
+    return Q(**{f"{prefix}visibility": Visibility.INTERNAL}) | Q(**{f"{prefix}team_id__in": list(team_roles(user))})
+
+
+def registered_model_list(*, user) -> QuerySet[RegisteredModel]:
+    """Models ``user`` may see, with what list pages show prefetched."""
+    qs = RegisteredModel.objects.select_related("team", "created_by").prefetch_related(
+        "tags", Prefetch("aliases", queryset=ModelAlias.objects.select_related("version"))
+    )
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_superuser:
+        return qs
+    return qs.filter(_visible_q(user))
+
+
+def registered_model_get(*, user, name: str) -> RegisteredModel:
+    """The visible model called ``name`` (any case); raises ``RegisteredModel.DoesNotExist``."""
+    return registered_model_list(user=user).get(name__iexact=name)
+
+
+def model_version_list(*, user, model: RegisteredModel | None = None) -> QuerySet[ModelVersion]:
+    qs = ModelVersion.objects.select_related("model", "model__team", "created_by").prefetch_related(
+        "tags", "aliases"
+    )
+    if model is not None:
+        qs = qs.filter(model=model)
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_superuser:
+        return qs
+    return qs.filter(_visible_q(user, "model__"))
+
+
+def model_version_get(*, user, model: RegisteredModel, version: int) -> ModelVersion:
+    return model_version_list(user=user, model=model).get(version=version)
+
+
+def model_alias_list(*, model: RegisteredModel) -> QuerySet[ModelAlias]:
+    """Aliases of a model the caller has already been allowed to see."""
+    return model.aliases.select_related("version", "updated_by").order_by("alias")
+
+
+def team_list_for_contribution(*, user) -> QuerySet[Group]:
+    """Teams in which ``user`` may create models."""
+    if user.is_superuser:
+        return Group.objects.order_by("name")
+    ids = [team_id for team_id, role in team_roles(user).items() if role == TeamRole.CONTRIBUTOR]
+    return Group.objects.filter(pk__in=ids).order_by("name")
+
+
+def access_token_list(*, user) -> QuerySet[AccessToken]:
+    """The caller's own tokens (admins manage everyone's in Django admin)."""
+    return AccessToken.objects.filter(user=user).order_by("-created_at")

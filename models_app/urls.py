@@ -1,0 +1,16 @@
+"""Routes of the catalog UI."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from models_app import views
+
+urlpatterns = [
+    path("", views.catalog, name="catalog"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("models/<str:name>/", views.registeredmodel_detail, name="registeredmodel_detail"),
+    path("models/<str:name>/versions/<int:version>/", views.modelversion_detail, name="modelversion_detail"),
+    path("tokens/", views.accesstoken_list, name="accesstoken_list"),
+    path("tokens/<int:pk>/revoke/", views.accesstoken_revoke, name="accesstoken_revoke"),
+]

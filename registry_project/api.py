@@ -1,0 +1,146 @@
+"""Shared REST plumbing: the JSON error envelope, pagination and strict input serializers.
+
+Every error the API returns has one shape::
+
+    {"error": "<code>", "message": "<human sentence>", "fields": {"<field>": ["<problem>", ...]}}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, serializers
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from registry_project.errors import Conflict
+
+logger = logging.getLogger(__name__)
+
+_CODES = {
+    400: "invalid",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+}
+
+
+class Pagination(PageNumberPagination):
+    """Page-numbered lists: ``?page=2&page_size=100`` (at most 1,000 a page)."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+def _flatten(detail: Any) -> Any:
+    """Turn DRF's ErrorDetail trees into plain JSON (strings, lists and dicts)."""
+    if isinstance(detail, dict):
+        return {str(key): _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(item) for item in detail]
+    return str(detail)
+
+
+def _first_message(fields: dict[str, Any]) -> str:
+    """A one-line summary naming the first offending field, e.g. ``name: Ensure this ...``."""
+    for key, value in fields.items():
+        while isinstance(value, list | dict) and value:
+            value = value[0] if isinstance(value, list) else next(iter(value.values()))
+        prefix = "" if key in ("non_field_errors", "__all__") else f"{key}: "
+        return f"{prefix}{value}"
+    return "Invalid input."
+
+
+def error_body(status_code: int, message: str, *, code: str | None = None, fields: dict | None = None) -> dict:
+    body: dict[str, Any] = {"error": code or _CODES.get(status_code, "error"), "message": message}
+    if fields:
+        body["fields"] = fields
+    return body
+
+
+def _django_validation_fields(exc: DjangoValidationError) -> dict[str, list[str]]:
+    if hasattr(exc, "error_dict"):
+        return {("non_field_errors" if k == "__all__" else k): v for k, v in exc.message_dict.items()}
+    return {"non_field_errors": exc.messages}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF exception handler giving every error the Modelyard envelope."""
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(_django_validation_fields(exc))
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, Http404 | ObjectDoesNotExist):
+        exc = exceptions.NotFound(str(exc) if isinstance(exc, Http404) and str(exc) else None)
+    elif isinstance(exc, Conflict):
+        fields = {exc.field: [exc.message]} if exc.field else None
+        return Response(error_body(409, exc.message, code=exc.code, fields=fields), status=409)
+    elif isinstance(exc, IntegrityError):
+        # A uniqueness race lost against a concurrent writer; services catch the expected ones.
+        logger.warning("integrity error answered as 409: %s", exc)
+        return Response(error_body(409, "The request conflicts with a concurrent change; retry it."), 409)
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(data if isinstance(data, dict) else {"non_field_errors": data})
+        response.data = error_body(400, _first_message(fields), fields=fields)
+    else:
+        detail = data.get("detail", "") if isinstance(data, dict) else data
+        code = getattr(exc, "default_code", None) if isinstance(exc, exceptions.APIException) else None
+        if code in ("error", "invalid", None):
+            code = _CODES.get(response.status_code)
+        response.data = error_body(response.status_code, str(detail), code=code)
+    return response
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects keys the serializer does not accept, and strings given as other JSON types.
+
+    A typo such as ``{"descripton": "..."}`` must be a 400 naming the field, not a 200 that
+    changed nothing.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            problems = {}
+            for key, value in data.items():
+                if key not in writable:
+                    problems[key] = ["This field is read-only." if key in self.fields else "Unknown field."]
+                elif isinstance(self.fields[key], serializers.CharField | serializers.ChoiceField) and not (
+                    value is None or isinstance(value, str)
+                ):
+                    # DRF would coerce 123 to "123"; a wrong JSON type is a client bug to report.
+                    problems[key] = [f"Expected a string, got {type(value).__name__}."]
+            if problems:
+                raise serializers.ValidationError(problems)
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
+    """ModelSerializer with :class:`StrictSerializer`'s unknown-field check."""
+
+
+def json_error(status_code: int, message: str, *, code: str | None = None) -> JsonResponse:
+    """A plain-Django JSON error in the API envelope (for 404/500 handlers and non-DRF views)."""
+    return JsonResponse(error_body(status_code, message, code=code), status=status_code)
+
+

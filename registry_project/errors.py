@@ -1,0 +1,18 @@
+"""Domain exceptions raised by services and mapped to HTTP answers in one place.
+
+Services raise Django's ``ValidationError`` for bad input and domain rules (400),
+``PermissionDenied`` (403), ``ObjectDoesNotExist`` (404) and ``Conflict`` below (409). The
+REST exception handler (registry_project.api) and the UI views translate them.
+"""
+
+from __future__ import annotations
+
+
+class Conflict(Exception):
+    """The request clashes with the current state: a duplicate name, a lost race, a frozen version."""
+
+    def __init__(self, message: str, *, field: str | None = None, code: str = "conflict") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.code = code

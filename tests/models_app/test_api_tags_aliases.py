@@ -1,0 +1,89 @@
+"""Tags on models and versions; aliases pointing at versions."""
+
+from __future__ import annotations
+
+import pytest
+
+from models_app import services
+from models_app.models import AuditEvent, ModelAlias, ModelTag
+
+
+def test_model_tags_are_set_replaced_shown_inline_and_deleted(api, owner, internal_model):
+    client = api(owner)
+    assert client.put("/api/v1/models/churn/tags/owner", {"value": "ops"}, format="json").json() == {
+        "key": "owner",
+        "value": "ops",
+    }
+    client.put("/api/v1/models/churn/tags/owner", {"value": "risk-ops"}, format="json")
+    assert client.get("/api/v1/models/churn/").json()["tags"] == {"owner": "risk-ops", "task": "classification"}
+    assert client.delete("/api/v1/models/churn/tags/owner").status_code == 204
+    assert client.delete("/api/v1/models/churn/tags/owner").status_code == 404
+    assert list(ModelTag.objects.values_list("key", flat=True)) == ["task"]
+
+
+def test_tag_keys_with_dots_and_slashes_work(api, owner, internal_model):
+    client = api(owner)
+    response = client.put("/api/v1/models/churn/tags/mlflow.source/git", {"value": "x"}, format="json")
+    assert response.status_code == 200
+    assert client.get("/api/v1/models/churn/").json()["tags"]["mlflow.source/git"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"), [({"value": "x" * 5001}, "value"), ({}, "value"), ({"value": "x", "y": 1}, "y")]
+)
+def test_bad_tag_values_are_400(api, owner, internal_model, body, field):
+    response = api(owner).put("/api/v1/models/churn/tags/k", body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["fields"]
+
+
+def test_overlong_tag_key_is_400(api, owner, internal_model):
+    response = api(owner).put(f"/api/v1/models/churn/tags/{'k' * 251}", {"value": "v"}, format="json")
+    assert response.status_code == 400
+    assert "key" in response.json()["fields"]
+
+
+@pytest.fixture
+def two_versions(owner, internal_model):
+    return [services.model_version_create(actor=owner, model=internal_model) for _ in range(2)]
+
+
+def test_alias_points_at_a_version_and_moves(api, owner, internal_model, two_versions):
+    client = api(owner)
+    response = client.put("/api/v1/models/churn/aliases/champion", {"version": 1}, format="json")
+    assert response.status_code == 200
+    assert response.json()["version"] == 1
+    got = client.get("/api/v1/models/churn/aliases/champion").json()
+    assert got["version"] == 1 and got["aliases"] == ["champion"]
+    client.put("/api/v1/models/churn/aliases/champion", {"version": 2}, format="json")
+    assert client.get("/api/v1/models/churn/aliases/champion").json()["version"] == 2
+    assert client.get("/api/v1/models/churn/aliases/").json() == [
+        {"alias": "champion", "version": 2, "updated_by": "owner", "updated_at": ModelAlias.objects.get().updated_at.isoformat().replace("+00:00", "Z")}
+    ]
+    assert client.get("/api/v1/models/churn/").json()["aliases"] == {"champion": 2}
+    moved = AuditEvent.objects.filter(action="alias.set").order_by("id").last()
+    assert (moved.before, moved.after) == ({"alias": "champion", "version": 1}, {"alias": "champion", "version": 2})
+    assert client.delete("/api/v1/models/churn/aliases/champion").status_code == 204
+    assert client.get("/api/v1/models/churn/aliases/champion").status_code == 404
+
+
+@pytest.mark.parametrize("alias", ["latest", "LATEST", "3", "v3", "V12", "-x", "a b"])
+def test_reserved_or_malformed_alias_names_are_refused(api, owner, internal_model, two_versions, alias):
+    response = api(owner).put(f"/api/v1/models/churn/aliases/{alias}", {"version": 1}, format="json")
+    assert response.status_code == 400, response.content
+    assert "alias" in response.json()["fields"]
+    assert not ModelAlias.objects.exists()
+
+
+def test_alias_to_a_missing_version_is_400(api, owner, internal_model, two_versions):
+    response = api(owner).put("/api/v1/models/churn/aliases/champion", {"version": 9}, format="json")
+    assert response.status_code == 400
+    assert "version" in response.json()["fields"]
+
+
+def test_alias_cannot_point_into_another_model(owner, team, internal_model, two_versions):
+    from django.core.exceptions import ValidationError
+
+    other = services.registered_model_create(actor=owner, name="other", team=team)
+    with pytest.raises(ValidationError):
+        services.model_alias_set(actor=owner, model=other, alias="champion", version=two_versions[0])

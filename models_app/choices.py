@@ -25,3 +25,9 @@ class TokenScope(models.TextChoices):
     READ = "read", "Read"
     WRITE = "write", "Write"
     ADMIN = "admin", "Admin"
+
+
+class UploadState(models.TextChoices):
+    OPEN = "open", "Open"
+    COMPLETED = "completed", "Completed"
+    ABORTED = "aborted", "Aborted"

@@ -4,7 +4,9 @@ transaction and records an audit event with the state before and after."""
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -13,14 +15,18 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from models_app.choices import TokenScope, VersionStatus, Visibility
+from models_app import artifacts
+from models_app.choices import TokenScope, UploadState, VersionStatus, Visibility
 from models_app.models import (
     AccessToken,
     AuditEvent,
+    Blob,
     ModelAlias,
     ModelTag,
     ModelVersion,
     RegisteredModel,
+    UploadSession,
+    VersionFile,
     VersionTag,
 )
 from models_app.models.access import TOKEN_PREFIX
@@ -410,3 +416,360 @@ def access_token_authenticate(raw: str) -> AccessToken | None:
     return token
 
 
+
+
+# --- Files and blobs ------------------------------------------------------------------------
+
+
+def _lock_pending_version(version: ModelVersion) -> ModelVersion:
+    locked = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    if locked.is_frozen:
+        raise Conflict(
+            f"Version {locked.version} is {locked.status}: its files can no longer change.",
+            code="version_frozen",
+        )
+    return locked
+
+
+def _check_file_count(version: ModelVersion, path: str) -> None:
+    limit = settings.MODELYARD_MAX_FILES_PER_VERSION
+    if not version.files.filter(path=path).exists() and version.files.count() >= limit:
+        raise ValidationError({"path": f"A version may hold at most {limit} files."})
+
+
+def _blob_store(spooled: artifacts.Spooled) -> Blob:
+    """Make ``spooled`` a blob: place its bytes unless a blob row already vouches for them.
+
+    The row lock serializes this with ``blob_gc``, which deletes bytes before rows: either we
+    see the row (and the bytes are there) or we place the bytes again ourselves.
+    """
+    store = artifacts.get_store()
+    with transaction.atomic():
+        blob = Blob.objects.select_for_update().filter(pk=spooled.sha256).first()
+        if blob is not None:
+            spooled.discard()
+            return blob
+        store.place(spooled)
+        try:
+            with transaction.atomic():
+                return Blob.objects.create(sha256=spooled.sha256, size=spooled.size)
+        except IntegrityError:  # the same content was placed concurrently: same bytes, same key
+            return Blob.objects.get(pk=spooled.sha256)
+
+
+def _version_file_put(*, actor, version: ModelVersion, path: str, blob: Blob, action: str) -> VersionFile:
+    """Point ``path`` of a PENDING version at ``blob`` (inside the caller's transaction)."""
+    version = _lock_pending_version(version)
+    _check_file_count(version, path)
+    existing = VersionFile.objects.filter(version=version, path=path).select_related("blob").first()
+    before = {"path": path, "sha256": existing.blob_id, "size": existing.blob.size} if existing else None
+    if existing:
+        existing.blob = blob
+        existing.save(update_fields=["blob"])
+        item = existing
+    else:
+        item = VersionFile.objects.create(version=version, path=path, blob=blob)
+    audit_record(
+        actor=actor, action=action, obj=version, before=before, after={"path": path, "sha256": blob.sha256, "size": blob.size}
+    )
+    return item
+
+
+def version_file_upload(
+    *,
+    actor,
+    version: ModelVersion,
+    path: str,
+    stream,
+    size: int | None,
+    expected_sha256: str | None = None,
+) -> VersionFile:
+    """Stream a file into a PENDING version, hashing as it arrives.
+
+    Nothing is visible until the bytes are complete, verified against ``expected_sha256`` (if
+    given) and placed; a broken or rejected upload leaves no file, row or partial blob.
+    """
+    _require(actor, "models_app.change_modelversion", version)
+    path = artifacts.validate_file_path(path)
+    if expected_sha256 is not None:
+        expected_sha256 = artifacts.validate_sha256(expected_sha256, "X-Content-SHA256")
+    limit = settings.MODELYARD_MAX_FILE_SIZE
+    if size is not None and size > limit:
+        raise ValidationError({"file": f"The file is larger than the limit of {limit} bytes."})
+    if version.is_frozen:  # fail before reading gigabytes; re-checked under lock below
+        _lock_pending_version(version)
+    store = artifacts.get_store()
+    spooled = artifacts.spool(stream, expected_size=size, limit=limit, directory=store.spool_dir())
+    try:
+        if expected_sha256 and spooled.sha256 != expected_sha256:
+            raise Conflict(
+                f"Content SHA-256 {spooled.sha256} does not match X-Content-SHA256 {expected_sha256}; nothing was kept.",
+                field="sha256",
+                code="digest_mismatch",
+            )
+        blob = _blob_store(spooled)
+        with transaction.atomic():
+            return _version_file_put(actor=actor, version=version, path=path, blob=blob, action="file.uploaded")
+    finally:
+        spooled.discard()
+
+
+def blob_visible_to(*, user, sha256: str) -> Blob | None:
+    """The blob with ``sha256`` if it is part of a version ``user`` may read (dedup without leaks).
+
+    Existence of content in another team's private model is not revealed.
+    """
+    from models_app.selectors import model_version_list
+
+    visible_versions = model_version_list(user=user).values("pk")
+    return (
+        Blob.objects.filter(pk=sha256, version_files__version__in=visible_versions).distinct().first()
+    )
+
+
+@transaction.atomic
+def version_files_attach(*, actor, version: ModelVersion, files: list[dict]) -> dict:
+    """Add files to a PENDING version by the SHA-256 of content the registry already holds.
+
+    Returns ``{"attached": [...], "missing": [...]}``: the caller uploads the missing ones.
+    """
+    _require(actor, "models_app.change_modelversion", version)
+    attached, missing = [], []
+    for entry in files:
+        path = artifacts.validate_file_path(entry["path"])
+        sha256 = artifacts.validate_sha256(entry["sha256"])
+        blob = blob_visible_to(user=actor, sha256=sha256)
+        if blob is None:
+            missing.append({"path": path, "sha256": sha256})
+            continue
+        # Lock the blob row so a concurrent gc_blobs cannot remove it under us.
+        Blob.objects.select_for_update().get(pk=blob.pk)
+        _version_file_put(actor=actor, version=version, path=path, blob=blob, action="file.attached")
+        attached.append({"path": path, "sha256": sha256, "size": blob.size})
+    return {"attached": attached, "missing": missing}
+
+
+@transaction.atomic
+def version_file_delete(*, actor, version: ModelVersion, path: str) -> None:
+    """Remove a path from a PENDING version (its blob stays until ``gc_blobs``)."""
+    _require(actor, "models_app.change_modelversion", version)
+    version = _lock_pending_version(version)
+    item = VersionFile.objects.select_related("blob").filter(version=version, path=path).first()
+    if item is None:
+        raise VersionFile.DoesNotExist(f"Version {version.version} has no file '{path}'.")
+    item.delete()
+    audit_record(
+        actor=actor, action="file.deleted", obj=version, before={"path": path, "sha256": item.blob_id, "size": item.blob.size}
+    )
+
+
+@transaction.atomic
+def model_version_finalize(*, actor, version: ModelVersion) -> ModelVersion:
+    """Verify every file is in the store with its size, record the manifest digest, mark READY.
+
+    From then on the version's files and provenance cannot change.
+    """
+    _require(actor, "models_app.change_modelversion", version)
+    version = _lock_pending_version(version)
+    files = list(version.files.select_related("blob").order_by("path"))
+    if not files:
+        raise ValidationError({"files": "A version needs at least one file before it is finalized."})
+    store = artifacts.get_store()
+    broken = [f.path for f in files if store.stored_size(f.blob_id) != f.blob.size]
+    if broken:
+        raise Conflict(
+            f"These files are missing or damaged in the store: {', '.join(broken[:10])}. Upload them again.",
+            code="files_damaged",
+        )
+    before = _snapshot_version(version)
+    version.manifest_digest = artifacts.manifest_digest((f.path, f.blob_id, f.blob.size) for f in files)
+    version.status = VersionStatus.READY
+    version.finalized_at = timezone.now()
+    version.save(update_fields=["manifest_digest", "status", "finalized_at", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="version.finalized",
+        obj=version,
+        before=before,
+        after={**_snapshot_version(version), "manifest_digest": version.manifest_digest, "files": len(files)},
+    )
+    from models_app.tasks import version_ready_task
+
+    transaction.on_commit(partial(version_ready_task.delay, version_id=version.pk))
+    return version
+
+
+# --- Resumable uploads in parts ---------------------------------------------------------------
+
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
+MAX_PARTS = 10_000
+
+
+def _part_size_for(size: int, requested: int | None) -> int:
+    part = requested or settings.MODELYARD_UPLOAD_PART_SIZE
+    part = max(part, MIN_PART_SIZE, -(-size // MAX_PARTS))
+    return part
+
+
+@transaction.atomic
+def upload_session_begin(
+    *, actor, version: ModelVersion, path: str, size: int, sha256: str, part_size: int | None = None
+) -> UploadSession:
+    """Open a resumable upload of ``size`` bytes with digest ``sha256`` for ``path``."""
+    _require(actor, "models_app.change_modelversion", version)
+    path = artifacts.validate_file_path(path)
+    sha256 = artifacts.validate_sha256(sha256)
+    limit = settings.MODELYARD_MAX_FILE_SIZE
+    if size < 0 or size > limit:
+        raise ValidationError({"size": f"Give a size between 0 and {limit} bytes."})
+    version = _lock_pending_version(version)
+    _check_file_count(version, path)
+    store = artifacts.get_store()
+    session = UploadSession(
+        version=version,
+        path=path,
+        size=size,
+        sha256=sha256,
+        part_size=_part_size_for(size, part_size),
+        backend=store.kind,
+        created_by=actor,
+        expires_at=timezone.now() + timedelta(hours=settings.MODELYARD_UPLOAD_SESSION_HOURS),
+    )
+    session.backend_upload_id = store.parts_begin(session.staging_key)
+    session.save()
+    audit_record(actor=actor, action="upload.started", obj=version, after={"path": path, "size": size, "sha256": sha256})
+    return session
+
+
+def _open_session(session: UploadSession) -> UploadSession:
+    locked = UploadSession.objects.select_for_update().select_related("version__model").get(pk=session.pk)
+    if locked.state != UploadState.OPEN or locked.expires_at <= timezone.now():
+        raise Conflict(f"Upload {locked.id} is {locked.state if locked.state != UploadState.OPEN else 'expired'}.", code="upload_closed")
+    return locked
+
+
+def upload_session_part_write(*, actor, session: UploadSession, part_number: int, stream, size: int | None) -> dict:
+    """Store one part of a folder-backed upload (S3 parts go to their presigned URLs)."""
+    _require(actor, "models_app.change_modelversion", session.version)
+    with transaction.atomic():
+        session = _open_session(session)
+    if not 1 <= part_number <= session.part_count:
+        raise ValidationError({"part_number": f"Give a part number from 1 to {session.part_count}."})
+    last = part_number == session.part_count
+    expected = session.size - session.part_size * (session.part_count - 1) if last else session.part_size
+    if size is not None and size != expected:
+        raise ValidationError({"Content-Length": f"Part {part_number} must be exactly {expected} bytes."})
+    sha256 = artifacts.get_store().part_write(session.staging_key, part_number, stream, expected)
+    return {"part_number": part_number, "size": expected, "sha256": sha256}
+
+
+def upload_session_complete(*, actor, session: UploadSession) -> VersionFile:
+    """Assemble the parts, check size and SHA-256 against what was announced, add the file."""
+    _require(actor, "models_app.change_modelversion", session.version)
+    with transaction.atomic():
+        session = _open_session(session)
+    store = artifacts.get_store()
+    spooled = store.parts_complete(
+        session.staging_key, session.backend_upload_id, session.part_count, settings.MODELYARD_MAX_FILE_SIZE
+    )
+    try:
+        if (spooled.size, spooled.sha256) != (session.size, session.sha256):
+            store.parts_abort(session.staging_key, session.backend_upload_id)
+            UploadSession.objects.filter(pk=session.pk).update(state=UploadState.ABORTED)
+            raise Conflict(
+                f"The uploaded content ({spooled.size} bytes, sha256 {spooled.sha256}) does not match the "
+                f"announced {session.size} bytes with sha256 {session.sha256}; nothing was kept.",
+                code="digest_mismatch",
+            )
+        blob = _blob_store(spooled)
+        with transaction.atomic():
+            item = _version_file_put(
+                actor=actor, version=session.version, path=session.path, blob=blob, action="file.uploaded"
+            )
+            UploadSession.objects.filter(pk=session.pk).update(state=UploadState.COMPLETED)
+    finally:
+        spooled.discard()
+    store.parts_abort(session.staging_key, session.backend_upload_id)  # folder: remove the part files
+    return item
+
+
+@transaction.atomic
+def upload_session_abort(*, actor, session: UploadSession) -> None:
+    _require(actor, "models_app.change_modelversion", session.version)
+    session = _open_session(session)
+    artifacts.get_store().parts_abort(session.staging_key, session.backend_upload_id)
+    session.state = UploadState.ABORTED
+    session.save(update_fields=["state"])
+    audit_record(actor=actor, action="upload.aborted", obj=session.version, before={"path": session.path})
+
+
+# --- Garbage collection ---------------------------------------------------------------------
+
+
+@dataclass
+class GcReport:
+    blobs_deleted: int = 0
+    bytes_freed: int = 0
+    orphans_deleted: int = 0
+    uploads_expired: int = 0
+    kept_in_flight: int = 0
+
+
+def blob_gc(*, grace: timedelta, dry_run: bool = False) -> GcReport:
+    """Delete blobs no version references, older than ``grace``, and not awaited by an open upload.
+
+    Each blob is deleted under its row lock, bytes first and then the row, so an upload that
+    races with it either sees the row (and keeps the bytes referenced) or places them anew.
+    Stored objects without a row (a crash between placing and committing) are removed too
+    once older than ``grace``; expired upload sessions are aborted.
+    """
+    report = GcReport()
+    store = artifacts.get_store()
+    cutoff = timezone.now() - grace
+    for session in UploadSession.objects.filter(state=UploadState.OPEN, expires_at__lt=timezone.now()):
+        report.uploads_expired += 1
+        if not dry_run:
+            store.parts_abort(session.staging_key, session.backend_upload_id)
+            UploadSession.objects.filter(pk=session.pk, state=UploadState.OPEN).update(state=UploadState.ABORTED)
+    awaited = set(UploadSession.objects.filter(state=UploadState.OPEN).values_list("sha256", flat=True))
+    candidates = Blob.objects.filter(created_at__lt=cutoff, version_files__isnull=True).values_list("pk", flat=True)
+    for sha256 in list(candidates.iterator()):
+        if sha256 in awaited:
+            report.kept_in_flight += 1
+            continue
+        with transaction.atomic():
+            blob = (
+                Blob.objects.select_for_update(skip_locked=True)
+                .filter(pk=sha256, version_files__isnull=True)
+                .first()
+            )
+            if blob is None:
+                continue
+            report.blobs_deleted += 1
+            report.bytes_freed += blob.size
+            if not dry_run:
+                store.delete(sha256)
+                blob.delete()
+    known = set(Blob.objects.values_list("pk", flat=True))
+    for name, mtime in store.list_blob_keys():
+        if name not in known and mtime < cutoff.timestamp() and name not in awaited:
+            report.orphans_deleted += 1
+            if not dry_run:
+                with transaction.atomic():
+                    if not Blob.objects.select_for_update().filter(pk=name).exists():
+                        store.delete(name)
+    return report
+
+
+def model_version_ready_hooks_run(*, version_id: int) -> None:
+    """Call each hook of ``MODELYARD_VERSION_READY_HOOKS`` with the READY version's id.
+
+    Hooks belong to other apps (lineage capture from MLmodel files, built-in checks); each must
+    be idempotent, since a redelivered task runs them again.
+    """
+    from django.utils.module_loading import import_string
+
+    if not ModelVersion.objects.filter(pk=version_id, status=VersionStatus.READY).exists():
+        return  # deleted or not READY: nothing to follow up
+    for dotted in settings.MODELYARD_VERSION_READY_HOOKS:
+        import_string(dotted)(version_id=version_id)

@@ -49,7 +49,8 @@ def registeredmodel_detail(request: HttpRequest, name: str) -> HttpResponse:
 def modelversion_detail(request: HttpRequest, name: str, version: int) -> HttpResponse:
     model = get_object_or_404(selectors.registered_model_list(user=request.user), name__iexact=name)
     obj = get_object_or_404(selectors.model_version_list(user=request.user, model=model), version=version)
-    return render(request, "models_app/modelversion_detail.html", {"model": model, "version": obj})
+    files = obj.files.select_related("blob").order_by("path")
+    return render(request, "models_app/modelversion_detail.html", {"model": model, "version": obj, "files": files})
 
 
 @login_required

@@ -61,6 +61,9 @@ class ModelVersion(models.Model):
     status_message = models.TextField(blank=True, max_length=5000)
     description = models.TextField(blank=True, max_length=20_000)
     source = models.CharField(max_length=2048, blank=True, help_text="Where the files came from (a URI).")
+    # SHA-256 over the sorted (path, sha256, size) lines of the file tree, set at finalize.
+    manifest_digest = models.CharField(max_length=64, blank=True, editable=False)
+    finalized_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -7,15 +7,19 @@ A companion test walks the URL conf so that a new endpoint cannot be added witho
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from models_app import services
-from models_app.models import ModelVersion
+from models_app import artifacts, services
+from models_app.models import ModelVersion, UploadSession
 
 M = "/api/v1/models/fraud"
+UPLOAD = "0b7c1a9e-5f7e-4c43-9d0c-6a4be0c2f001"
+FILE_REF = {"files": [{"path": "copy.bin", "sha256": hashlib.sha256(b"data").hexdigest()}]}
 # (method, path, body, kind): kind "read" or "write" on the private model; "create" registers
 # a new model in the owner's team; "list" is the model list itself.
 ENDPOINTS = [
@@ -37,6 +41,21 @@ ENDPOINTS = [
     ("GET", f"{M}/aliases/champion", None, "read"),
     ("PUT", f"{M}/aliases/champion", {"version": 1}, "write"),
     ("DELETE", f"{M}/aliases/champion", None, "write"),
+    ("GET", f"{M}/versions/1/files/", None, "read"),
+    ("POST", f"{M}/versions/1/files/", FILE_REF, "write"),
+    ("GET", f"{M}/versions/1/files/m.bin", None, "read"),
+    ("PUT", f"{M}/versions/1/files/new.bin", b"bytes", "write"),
+    ("DELETE", f"{M}/versions/1/files/m.bin", None, "write"),
+    ("POST", f"{M}/versions/1/files/big.bin/multipart", {"size": 10, "sha256": "a" * 64}, "write"),
+    ("POST", f"{M}/versions/1/finalize", None, "write"),
+    ("GET", f"{M}/versions/1/archive", None, "read"),
+    ("GET", f"{M}/aliases/champion/files/", None, "read"),
+    ("GET", f"{M}/aliases/champion/files/m.bin", None, "read"),
+    ("GET", f"{M}/aliases/champion/archive", None, "read"),
+    ("GET", f"/api/v1/uploads/{UPLOAD}", None, "read"),
+    ("PUT", f"/api/v1/uploads/{UPLOAD}/parts/1", b"data", "write"),
+    ("POST", f"/api/v1/uploads/{UPLOAD}/complete", None, "write"),
+    ("DELETE", f"/api/v1/uploads/{UPLOAD}", None, "write"),
 ]
 
 EXPECTED = {
@@ -59,6 +78,14 @@ def fraud(owner, team):
     )
     version = services.model_version_create(actor=owner, model=model, tags={"stage": "candidate"})
     services.model_alias_set(actor=owner, model=model, alias="champion", version=version)
+    services.version_file_upload(actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"data"), size=4)
+    session = services.upload_session_begin(
+        actor=owner, version=version, path="parts.bin", size=4, sha256=hashlib.sha256(b"data").hexdigest()
+    )
+    UploadSession.objects.filter(pk=session.pk).update(id=UPLOAD)
+    session = UploadSession.objects.get(pk=UPLOAD)
+    artifacts.get_store().parts_begin(session.staging_key)
+    services.upload_session_part_write(actor=owner, session=session, part_number=1, stream=io.BytesIO(b"data"), size=4)
     return model
 
 
@@ -76,8 +103,11 @@ def _client(persona, api, request):
 def test_permission_matrix(persona, method, path, body, kind, api, request, fraud, viewer, outsider):
     client = _client(persona, api, request)
     before = ModelVersion.objects.count()
-    data = None if body is None else json.dumps(body)
-    response = client.generic(method, path, data=data, content_type="application/json")
+    if isinstance(body, bytes):
+        response = client.generic(method, path, data=body, content_type="application/octet-stream")
+    else:
+        data = None if body is None else json.dumps(body)
+        response = client.generic(method, path, data=data, content_type="application/json")
     expected = EXPECTED[persona][kind]
     if expected == 200:
         assert 200 <= response.status_code < 300, (response.status_code, response.content)

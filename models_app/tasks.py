@@ -1,0 +1,13 @@
+"""Celery adapters of the catalog: ids in, a service call, nothing else."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, ignore_result=True)
+def version_ready_task(self, version_id: int) -> None:
+    """Run what follows a version becoming READY (the hooks in ``MODELYARD_VERSION_READY_HOOKS``)."""
+    from models_app.services import model_version_ready_hooks_run
+
+    model_version_ready_hooks_run(version_id=version_id)

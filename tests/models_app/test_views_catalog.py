@@ -1,0 +1,75 @@
+"""The server-rendered catalog: sign-in, search, model and version pages, tokens — with permissions."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.test import Client
+
+from models_app import services
+from models_app.models import AccessToken
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_pages_need_sign_in(db):
+    response = Client().get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_sign_in_with_password(owner):
+    response = Client().post("/login/", {"username": "owner", "password": "pw-owner"})
+    assert response.status_code == 302 and response["Location"] == "/"
+
+
+def test_catalog_searches_and_hides_private_models(owner, outsider, internal_model, private_model):
+    page = signed_in(outsider).get("/?q=churn").content.decode()
+    assert "churn" in page and "1 model" in page
+    everything = signed_in(outsider).get("/").content.decode()
+    assert "fraud" not in everything and "Flags fraud" not in everything
+    assert "fraud" in signed_in(owner).get("/").content.decode()
+
+
+def test_model_and_version_pages(owner, viewer, internal_model):
+    version = services.model_version_create(actor=owner, model=internal_model, description="First try")
+    services.version_file_upload(actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"w"), size=1)
+    services.model_alias_set(actor=owner, model=internal_model, alias="champion", version=version)
+    client = signed_in(viewer)
+    page = client.get("/models/churn/").content.decode()
+    assert "Predicts customer churn." in page and "@champion" in page and "First try" in page
+    page = client.get("/models/churn/versions/1/").content.decode()
+    assert "m.bin" in page and "/api/v1/models/churn/versions/1/files/m.bin" in page
+
+
+def test_private_model_pages_are_404_for_outsiders(outsider, private_model):
+    assert signed_in(outsider).get("/models/fraud/").status_code == 404
+
+
+@pytest.mark.parametrize("text", ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"])
+def test_free_text_is_escaped(owner, team, text):
+    services.registered_model_create(actor=owner, name="xss", team=team, description=text, tags={"note": text})
+    page = signed_in(owner).get("/models/xss/").content.decode()
+    assert text not in page and "&lt;" in page
+
+
+def test_tokens_page_creates_shows_once_and_revokes(owner):
+    client = signed_in(owner)
+    page = client.post("/tokens/", {"name": "laptop", "scopes": ["read"], "expires_in_days": 30}).content.decode()
+    token = AccessToken.objects.get()
+    assert "Copy it now" in page and token.prefix in page
+    assert "Copy it now" not in client.get("/tokens/").content.decode()
+    client.post(f"/tokens/{token.pk}/revoke/")
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_forms_are_csrf_protected(owner):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    assert client.post("/tokens/", {"name": "x", "scopes": ["read"], "expires_in_days": 1}).status_code == 403
+    assert not AccessToken.objects.exists()

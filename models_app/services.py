@@ -738,13 +738,9 @@ def blob_gc(*, grace: timedelta, dry_run: bool = False) -> GcReport:
             report.kept_in_flight += 1
             continue
         with transaction.atomic():
-            blob = (
-                Blob.objects.select_for_update(skip_locked=True)
-                .filter(pk=sha256, version_files__isnull=True)
-                .first()
-            )
-            if blob is None:
-                continue
+            blob = Blob.objects.select_for_update(skip_locked=True).filter(pk=sha256).first()
+            if blob is None or VersionFile.objects.filter(blob_id=sha256).exists():
+                continue  # locked by an upload right now, or referenced since we listed it
             report.blobs_deleted += 1
             report.bytes_freed += blob.size
             if not dry_run:

@@ -82,7 +82,16 @@ class AccessTokenAdmin(admin.ModelAdmin):
     list_display = ("name", "user", "prefix", "scopes", "expires_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("name", "user__username", "prefix")
-    readonly_fields = ("user", "name", "prefix", "scopes", "expires_at", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = (
+        "user",
+        "name",
+        "prefix",
+        "scopes",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
     exclude = ("digest",)
     actions = ["revoke"]
 

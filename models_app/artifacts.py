@@ -154,7 +154,9 @@ class ArtifactStore(Protocol):
     def part_url(self, staging_key: str, backend_upload_id: str, part_number: int) -> str | None: ...
     def part_write(self, staging_key: str, part_number: int, stream: BinaryIO, size: int) -> str: ...
     def parts_list(self, staging_key: str, backend_upload_id: str) -> list[dict]: ...
-    def parts_complete(self, staging_key: str, backend_upload_id: str, part_count: int, limit: int) -> Spooled: ...
+    def parts_complete(
+        self, staging_key: str, backend_upload_id: str, part_count: int, limit: int
+    ) -> Spooled: ...
     def parts_abort(self, staging_key: str, backend_upload_id: str) -> None: ...
 
 
@@ -249,12 +251,16 @@ class FolderStore:
                 parts.append({"part_number": int(path.name), "size": path.stat().st_size})
         return parts
 
-    def parts_complete(self, staging_key: str, backend_upload_id: str, part_count: int, limit: int) -> Spooled:
+    def parts_complete(
+        self, staging_key: str, backend_upload_id: str, part_count: int, limit: int
+    ) -> Spooled:
         folder = self._file(staging_key)
         names = [folder / f"{n:06d}" for n in range(1, part_count + 1)]
         missing = [p.name for p in names if not p.is_file()]
         if missing:
-            raise ValidationError({"parts": f"Parts not uploaded yet: {', '.join(str(int(m)) for m in missing[:20])}."})
+            raise ValidationError(
+                {"parts": f"Parts not uploaded yet: {', '.join(str(int(m)) for m in missing[:20])}."}
+            )
         return spool(_ConcatReader(names), expected_size=None, limit=limit, directory=self.spool_dir())
 
     def parts_abort(self, staging_key: str, backend_upload_id: str) -> None:
@@ -305,7 +311,9 @@ class S3Store:
         from botocore.exceptions import ClientError
 
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=self._key(blob_key(sha256)))["ContentLength"]
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(blob_key(sha256)))[
+                "ContentLength"
+            ]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -317,8 +325,12 @@ class S3Store:
     def place(self, spooled: Spooled) -> None:
         from boto3.s3.transfer import TransferConfig
 
-        config = TransferConfig(multipart_threshold=64 * CHUNK, multipart_chunksize=64 * CHUNK, max_concurrency=4)
-        self.client.upload_file(str(spooled.path), self.bucket, self._key(blob_key(spooled.sha256)), Config=config)
+        config = TransferConfig(
+            multipart_threshold=64 * CHUNK, multipart_chunksize=64 * CHUNK, max_concurrency=4
+        )
+        self.client.upload_file(
+            str(spooled.path), self.bucket, self._key(blob_key(spooled.sha256)), Config=config
+        )
         spooled.discard()
 
     def iter_bytes(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -373,13 +385,18 @@ class S3Store:
     def parts_list(self, staging_key: str, backend_upload_id: str) -> list[dict]:
         parts: list[dict] = []
         paginator = self.client.get_paginator("list_parts")
-        for page in paginator.paginate(Bucket=self.bucket, Key=self._key(staging_key), UploadId=backend_upload_id):
+        for page in paginator.paginate(
+            Bucket=self.bucket, Key=self._key(staging_key), UploadId=backend_upload_id
+        ):
             parts += [
-                {"part_number": p["PartNumber"], "size": p["Size"], "etag": p["ETag"]} for p in page.get("Parts", [])
+                {"part_number": p["PartNumber"], "size": p["Size"], "etag": p["ETag"]}
+                for p in page.get("Parts", [])
             ]
         return parts
 
-    def parts_complete(self, staging_key: str, backend_upload_id: str, part_count: int, limit: int) -> Spooled:
+    def parts_complete(
+        self, staging_key: str, backend_upload_id: str, part_count: int, limit: int
+    ) -> Spooled:
         parts = self.parts_list(staging_key, backend_upload_id)
         have = {p["part_number"] for p in parts}
         missing = [n for n in range(1, part_count + 1) if n not in have]
@@ -390,7 +407,11 @@ class S3Store:
             Key=self._key(staging_key),
             UploadId=backend_upload_id,
             MultipartUpload={
-                "Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in parts if p["part_number"] <= part_count]
+                "Parts": [
+                    {"PartNumber": p["part_number"], "ETag": p["etag"]}
+                    for p in parts
+                    if p["part_number"] <= part_count
+                ]
             },
         )
         # The registry does not trust the client's word for the content: it reads the object back,
@@ -406,7 +427,9 @@ class S3Store:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(staging_key), UploadId=backend_upload_id)
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self._key(staging_key), UploadId=backend_upload_id
+            )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
                 raise

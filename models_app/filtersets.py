@@ -65,7 +65,9 @@ class ModelVersionFilterSet(django_filters.FilterSet):
         value = value.strip()
         if not value:
             return queryset
-        matching = Q(description__icontains=value) | Q(source__icontains=value) | Q(tags__value__icontains=value)
+        matching = (
+            Q(description__icontains=value) | Q(source__icontains=value) | Q(tags__value__icontains=value)
+        )
         return queryset.filter(pk__in=ModelVersion.objects.filter(matching).values("pk"))
 
     def filter_tag(self, queryset: QuerySet, name: str, value: str) -> QuerySet:

@@ -12,7 +12,9 @@ from models_app.models import AccessToken, ModelAlias, ModelVersion, RegisteredM
 
 def _visible_q(user, prefix: str = "") -> Q:
     """Rows of models that ``user`` may read: internal ones, and private ones of their teams."""
-    return Q(**{f"{prefix}visibility": Visibility.INTERNAL}) | Q(**{f"{prefix}team_id__in": list(team_roles(user))})
+    return Q(**{f"{prefix}visibility": Visibility.INTERNAL}) | Q(
+        **{f"{prefix}team_id__in": list(team_roles(user))}
+    )
 
 
 def registered_model_list(*, user) -> QuerySet[RegisteredModel]:

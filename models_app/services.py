@@ -325,7 +325,11 @@ def model_alias_set(*, actor, model: RegisteredModel, alias: str, version: Model
     except IntegrityError as exc:  # a concurrent request created the same alias
         raise Conflict(f"Alias '{alias}' was set concurrently; retry.", field="alias") from exc
     audit_record(
-        actor=actor, action="alias.set", obj=item, before=before, after={"alias": alias, "version": version.version}
+        actor=actor,
+        action="alias.set",
+        obj=item,
+        before=before,
+        after={"alias": alias, "version": version.version},
     )
     return item
 
@@ -336,7 +340,12 @@ def model_alias_delete(*, actor, model: RegisteredModel, alias: str) -> None:
     item = ModelAlias.objects.select_related("version").filter(model=model, alias=alias).first()
     if item is None:
         raise ModelAlias.DoesNotExist(f"Model '{model.name}' has no alias '{alias}'.")
-    audit_record(actor=actor, action="alias.deleted", obj=item, before={"alias": alias, "version": item.version.version})
+    audit_record(
+        actor=actor,
+        action="alias.deleted",
+        obj=item,
+        before={"alias": alias, "version": item.version.version},
+    )
     item.delete()
 
 
@@ -348,7 +357,9 @@ def _clean_scopes(scopes: list[str]) -> list[str]:
     if not scopes:
         raise ValidationError({"scopes": "Give at least one scope: read, write or admin."})
     if bad := [s for s in scopes if s not in valid]:
-        raise ValidationError({"scopes": f"Unknown scope(s): {', '.join(map(str, bad))}. Use read, write, admin."})
+        raise ValidationError(
+            {"scopes": f"Unknown scope(s): {', '.join(map(str, bad))}. Use read, write, admin."}
+        )
     return sorted(set(scopes), key=TokenScope.values.index)
 
 
@@ -386,7 +397,12 @@ def access_token_create(
         actor=actor,
         action="token.created",
         obj=token,
-        after={"name": name, "user": user.get_username(), "scopes": scopes, "expires_at": token.expires_at.isoformat()},
+        after={
+            "name": name,
+            "user": user.get_username(),
+            "scopes": scopes,
+            "expires_at": token.expires_at.isoformat(),
+        },
     )
     return token, raw
 
@@ -396,7 +412,9 @@ def access_token_revoke(*, actor, token: AccessToken) -> AccessToken:
     """Revoke a token now. Revoking twice is harmless."""
     if actor.pk != token.user_id and not actor.is_superuser:
         raise PermissionDenied("You can only revoke your own tokens.")
-    updated = AccessToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    updated = AccessToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
     token.refresh_from_db()
     if updated:
         audit_record(actor=actor, action="token.revoked", obj=token, before={"name": token.name})
@@ -414,8 +432,6 @@ def access_token_authenticate(raw: str) -> AccessToken | None:
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         AccessToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
-
-
 
 
 # --- Files and blobs ------------------------------------------------------------------------
@@ -470,7 +486,11 @@ def _version_file_put(*, actor, version: ModelVersion, path: str, blob: Blob, ac
     else:
         item = VersionFile.objects.create(version=version, path=path, blob=blob)
     audit_record(
-        actor=actor, action=action, obj=version, before=before, after={"path": path, "sha256": blob.sha256, "size": blob.size}
+        actor=actor,
+        action=action,
+        obj=version,
+        before=before,
+        after={"path": path, "sha256": blob.sha256, "size": blob.size},
     )
     return item
 
@@ -503,13 +523,16 @@ def version_file_upload(
     try:
         if expected_sha256 and spooled.sha256 != expected_sha256:
             raise Conflict(
-                f"Content SHA-256 {spooled.sha256} does not match X-Content-SHA256 {expected_sha256}; nothing was kept.",
+                f"Content SHA-256 {spooled.sha256} does not match X-Content-SHA256 {expected_sha256}; "
+                "nothing was kept.",
                 field="sha256",
                 code="digest_mismatch",
             )
         blob = _blob_store(spooled)
         with transaction.atomic():
-            return _version_file_put(actor=actor, version=version, path=path, blob=blob, action="file.uploaded")
+            return _version_file_put(
+                actor=actor, version=version, path=path, blob=blob, action="file.uploaded"
+            )
     finally:
         spooled.discard()
 
@@ -522,9 +545,7 @@ def blob_visible_to(*, user, sha256: str) -> Blob | None:
     from models_app.selectors import model_version_list
 
     visible_versions = model_version_list(user=user).values("pk")
-    return (
-        Blob.objects.filter(pk=sha256, version_files__version__in=visible_versions).distinct().first()
-    )
+    return Blob.objects.filter(pk=sha256, version_files__version__in=visible_versions).distinct().first()
 
 
 @transaction.atomic
@@ -559,7 +580,10 @@ def version_file_delete(*, actor, version: ModelVersion, path: str) -> None:
         raise VersionFile.DoesNotExist(f"Version {version.version} has no file '{path}'.")
     item.delete()
     audit_record(
-        actor=actor, action="file.deleted", obj=version, before={"path": path, "sha256": item.blob_id, "size": item.blob.size}
+        actor=actor,
+        action="file.deleted",
+        obj=version,
+        before={"path": path, "sha256": item.blob_id, "size": item.blob.size},
     )
 
 
@@ -637,18 +661,28 @@ def upload_session_begin(
     )
     session.backend_upload_id = store.parts_begin(session.staging_key)
     session.save()
-    audit_record(actor=actor, action="upload.started", obj=version, after={"path": path, "size": size, "sha256": sha256})
+    audit_record(
+        actor=actor,
+        action="upload.started",
+        obj=version,
+        after={"path": path, "size": size, "sha256": sha256},
+    )
     return session
 
 
 def _open_session(session: UploadSession) -> UploadSession:
     locked = UploadSession.objects.select_for_update().select_related("version__model").get(pk=session.pk)
     if locked.state != UploadState.OPEN or locked.expires_at <= timezone.now():
-        raise Conflict(f"Upload {locked.id} is {locked.state if locked.state != UploadState.OPEN else 'expired'}.", code="upload_closed")
+        raise Conflict(
+            f"Upload {locked.id} is {locked.state if locked.state != UploadState.OPEN else 'expired'}.",
+            code="upload_closed",
+        )
     return locked
 
 
-def upload_session_part_write(*, actor, session: UploadSession, part_number: int, stream, size: int | None) -> dict:
+def upload_session_part_write(
+    *, actor, session: UploadSession, part_number: int, stream, size: int | None
+) -> dict:
     """Store one part of a folder-backed upload (S3 parts go to their presigned URLs)."""
     _require(actor, "models_app.change_modelversion", session.version)
     with transaction.atomic():
@@ -730,9 +764,13 @@ def blob_gc(*, grace: timedelta, dry_run: bool = False) -> GcReport:
         report.uploads_expired += 1
         if not dry_run:
             store.parts_abort(session.staging_key, session.backend_upload_id)
-            UploadSession.objects.filter(pk=session.pk, state=UploadState.OPEN).update(state=UploadState.ABORTED)
+            UploadSession.objects.filter(pk=session.pk, state=UploadState.OPEN).update(
+                state=UploadState.ABORTED
+            )
     awaited = set(UploadSession.objects.filter(state=UploadState.OPEN).values_list("sha256", flat=True))
-    candidates = Blob.objects.filter(created_at__lt=cutoff, version_files__isnull=True).values_list("pk", flat=True)
+    candidates = Blob.objects.filter(created_at__lt=cutoff, version_files__isnull=True).values_list(
+        "pk", flat=True
+    )
     for sha256 in list(candidates.iterator()):
         if sha256 in awaited:
             report.kept_in_flight += 1

@@ -18,7 +18,9 @@ from models_app.forms import AccessTokenCreateForm
 @login_required
 def catalog(request: HttpRequest) -> HttpResponse:
     """The searchable list of models the user may see."""
-    filterset = RegisteredModelFilterSet(request.GET, queryset=selectors.registered_model_list(user=request.user))
+    filterset = RegisteredModelFilterSet(
+        request.GET, queryset=selectors.registered_model_list(user=request.user)
+    )
     models = filterset.qs.order_by("-updated_at") if filterset.is_valid() else filterset.queryset.none()
     page = Paginator(models, 25).get_page(request.GET.get("page"))
     query = request.GET.copy()
@@ -50,7 +52,9 @@ def modelversion_detail(request: HttpRequest, name: str, version: int) -> HttpRe
     model = get_object_or_404(selectors.registered_model_list(user=request.user), name__iexact=name)
     obj = get_object_or_404(selectors.model_version_list(user=request.user, model=model), version=version)
     files = obj.files.select_related("blob").order_by("path")
-    return render(request, "models_app/modelversion_detail.html", {"model": model, "version": obj, "files": files})
+    return render(
+        request, "models_app/modelversion_detail.html", {"model": model, "version": obj, "files": files}
+    )
 
 
 @login_required

@@ -66,7 +66,9 @@ def _first_message(fields: dict[str, Any]) -> str:
     return "Invalid input."
 
 
-def error_body(status_code: int, message: str, *, code: str | None = None, fields: dict | None = None) -> dict:
+def error_body(
+    status_code: int, message: str, *, code: str | None = None, fields: dict | None = None
+) -> dict:
     body: dict[str, Any] = {"error": code or _CODES.get(status_code, "error"), "message": message}
     if fields:
         body["fields"] = fields
@@ -142,5 +144,3 @@ class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
 def json_error(status_code: int, message: str, *, code: str | None = None) -> JsonResponse:
     """A plain-Django JSON error in the API envelope (for 404/500 handlers and non-DRF views)."""
     return JsonResponse(error_body(status_code, message, code=code), status=status_code)
-
-

@@ -63,4 +63,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
             results[name] = {"ok": True}
         results[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
     ready = all(r["ok"] for r in results.values())
-    return JsonResponse({"status": "ready" if ready else "unavailable", "checks": results}, status=200 if ready else 503)
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": results}, status=200 if ready else 503
+    )

@@ -22,7 +22,8 @@ class RequestContext:
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
-    "modelyard_request_context", default=RequestContext()
+    "modelyard_request_context",
+    default=RequestContext(),  # noqa: B039 - a frozen dataclass, immutable
 )
 
 

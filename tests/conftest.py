@@ -102,7 +102,11 @@ def api():
 @pytest.fixture
 def internal_model(owner, team):
     return services.registered_model_create(
-        actor=owner, name="churn", team=team, description="Predicts customer churn.", tags={"task": "classification"}
+        actor=owner,
+        name="churn",
+        team=team,
+        description="Predicts customer churn.",
+        tags={"task": "classification"},
     )
 
 

@@ -27,8 +27,13 @@ from models_app.models import ModelVersion, UploadSession, VersionFile
 from registry_project.api import StrictSerializer
 
 _CHANGE = "models_app.change_modelversion"
-_FILE_METHODS = {"GET": "models_app.view_modelversion", "HEAD": "models_app.view_modelversion", "PUT": _CHANGE,
-                 "POST": _CHANGE, "DELETE": _CHANGE}
+_FILE_METHODS = {
+    "GET": "models_app.view_modelversion",
+    "HEAD": "models_app.view_modelversion",
+    "PUT": _CHANGE,
+    "POST": _CHANGE,
+    "DELETE": _CHANGE,
+}
 
 
 class VersionFileSerializer(serializers.ModelSerializer):
@@ -76,7 +81,9 @@ class VersionLookupMixin(ModelLookupMixin):
 
     def get_version(self) -> ModelVersion:
         if "alias" in self.kwargs:
-            alias = get_object_or_404(selectors.model_alias_list(model=self.get_model()), alias=self.kwargs["alias"])
+            alias = get_object_or_404(
+                selectors.model_alias_list(model=self.get_model()), alias=self.kwargs["alias"]
+            )
             return selectors.model_version_list(user=self.request.user).get(pk=alias.version_id)
         return super().get_version()
 
@@ -84,7 +91,7 @@ class VersionLookupMixin(ModelLookupMixin):
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
+def _parse_range(header: str, size: int) -> tuple[int, int] | bool | None:
     """``(start, end)`` for one satisfiable range, ``None`` to send everything, ``False`` if unsatisfiable."""
     match = _RANGE.match(header.strip())
     if not match or (not match.group(1) and not match.group(2)):
@@ -171,7 +178,7 @@ class VersionFileListView(VersionLookupMixin, GenericAPIView):
 
 
 class VersionFileView(VersionLookupMixin, GenericAPIView):
-    """One file: ``GET``/``HEAD`` downloads (Range, ETag), ``PUT`` uploads the raw body, ``DELETE`` removes."""
+    """One file: ``GET``/``HEAD`` download (Range, ETag), ``PUT`` uploads the raw body, ``DELETE`` removes."""
 
     serializer_class = VersionFileSerializer
     method_permissions = _FILE_METHODS
@@ -180,8 +187,14 @@ class VersionFileView(VersionLookupMixin, GenericAPIView):
         return get_object_or_404(self.get_version().files.select_related("blob"), path=self.kwargs["path"])
 
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, 206: OpenApiTypes.BINARY, 302: None},
-        parameters=[OpenApiParameter("redirect", bool, description="On S3, redirect to a presigned URL (default).")],
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            206: OpenApiTypes.BINARY,
+            302: None,
+        },
+        parameters=[
+            OpenApiParameter("redirect", bool, description="On S3, redirect to a presigned URL (default).")
+        ],
     )
     def get(self, request: Request, **kwargs) -> HttpResponse:
         return file_download_response(request, self._file())
@@ -192,7 +205,9 @@ class VersionFileView(VersionLookupMixin, GenericAPIView):
     @extend_schema(
         request={"application/octet-stream": OpenApiTypes.BINARY},
         responses={201: VersionFileSerializer},
-        parameters=[OpenApiParameter("X-Content-SHA256", str, OpenApiParameter.HEADER, description="Expected digest.")],
+        parameters=[
+            OpenApiParameter("X-Content-SHA256", str, OpenApiParameter.HEADER, description="Expected digest.")
+        ],
     )
     def put(self, request: Request, **kwargs) -> Response:
         version = self.get_version()
@@ -326,7 +341,11 @@ class UploadPartView(UploadSessionMixin, GenericAPIView):
         stream, length = request_body_stream(request)
         try:
             result = services.upload_session_part_write(
-                actor=request.user, session=self.get_session(), part_number=part_number, stream=stream, size=length
+                actor=request.user,
+                session=self.get_session(),
+                part_number=part_number,
+                stream=stream,
+                size=length,
             )
         except artifacts.IncompleteUpload as exc:
             raise ValidationError({"body": [f"The part was cut short ({exc}); send it again."]}) from exc

@@ -140,7 +140,17 @@ class AccessTokenSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AccessToken
-        fields = ["id", "name", "prefix", "scopes", "expires_at", "created_at", "last_used_at", "revoked_at", "active"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "expires_at",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+            "active",
+        ]
         read_only_fields = fields
 
 

@@ -35,25 +35,46 @@ urlpatterns = [
     *router.urls,
     path("models/<modelname:name>/tags/<path:key>", views.ModelTagView.as_view(), name="modeltag_detail"),
     path("models/<modelname:name>/aliases/", views.ModelAliasListView.as_view(), name="modelalias_list"),
-    path("models/<modelname:name>/aliases/<str:alias>", views.ModelAliasView.as_view(), name="modelalias_detail"),
+    path(
+        "models/<modelname:name>/aliases/<str:alias>",
+        views.ModelAliasView.as_view(),
+        name="modelalias_detail",
+    ),
     path("models/<modelname:name>/versions/", version_list, name="modelversion_list"),
     path("models/<modelname:name>/versions/<int:version>/", version_detail, name="modelversion_detail"),
     path(f"{V}/tags/<path:key>", views.VersionTagView.as_view(), name="versiontag_detail"),
     # Files, by version number…
     path(f"{V}/files/", file_views.VersionFileListView.as_view(), name="versionfile_list"),
-    path(f"{V}/files/<path:path>/multipart", file_views.VersionFileMultipartView.as_view(), name="versionfile_multipart"),
+    path(
+        f"{V}/files/<path:path>/multipart",
+        file_views.VersionFileMultipartView.as_view(),
+        name="versionfile_multipart",
+    ),
     path(f"{V}/files/<path:path>", file_views.VersionFileView.as_view(), name="versionfile_detail"),
     path(f"{V}/finalize", file_views.VersionFinalizeView.as_view(), name="modelversion_finalize"),
     path(f"{V}/archive", file_views.VersionArchiveView.as_view(), name="modelversion_archive"),
     # …and by alias (read-only).
-    path(f"{A}/files/", file_views.VersionFileListView.as_view(http_method_names=["get", "head", "options"]),
-         name="aliasfile_list"),
-    path(f"{A}/files/<path:path>", file_views.VersionFileView.as_view(http_method_names=["get", "head", "options"]),
-         name="aliasfile_detail"),
+    path(
+        f"{A}/files/",
+        file_views.VersionFileListView.as_view(http_method_names=["get", "head", "options"]),
+        name="aliasfile_list",
+    ),
+    path(
+        f"{A}/files/<path:path>",
+        file_views.VersionFileView.as_view(http_method_names=["get", "head", "options"]),
+        name="aliasfile_detail",
+    ),
     path(f"{A}/archive", file_views.VersionArchiveView.as_view(), name="alias_archive"),
     # Resumable uploads in parts.
     path("uploads/<uuid:upload_id>", file_views.UploadSessionView.as_view(), name="uploadsession_detail"),
-    path("uploads/<uuid:upload_id>/parts/<int:part_number>", file_views.UploadPartView.as_view(),
-         name="uploadsession_part"),
-    path("uploads/<uuid:upload_id>/complete", file_views.UploadCompleteView.as_view(), name="uploadsession_complete"),
+    path(
+        "uploads/<uuid:upload_id>/parts/<int:part_number>",
+        file_views.UploadPartView.as_view(),
+        name="uploadsession_part",
+    ),
+    path(
+        "uploads/<uuid:upload_id>/complete",
+        file_views.UploadCompleteView.as_view(),
+        name="uploadsession_complete",
+    ),
 ]

@@ -91,7 +91,9 @@ class RegisteredModelViewSet(viewsets.ModelViewSet):
     def _default_team(self) -> Group:
         teams = list(selectors.team_list_for_contribution(user=self.request.user)[:2])
         if len(teams) != 1:
-            raise ValidationError({"team": ["Name the owning team: you contribute to more than one (or none)."]})
+            raise ValidationError(
+                {"team": ["Name the owning team: you contribute to more than one (or none)."]}
+            )
         return teams[0]
 
     @extend_schema(request=RegisteredModelUpdateInputSerializer)
@@ -142,7 +144,9 @@ class ModelVersionViewSet(ModelLookupMixin, viewsets.ModelViewSet):
         version = self.get_object()
         serializer = ModelVersionUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        version = services.model_version_update(actor=request.user, version=version, **serializer.validated_data)
+        version = services.model_version_update(
+            actor=request.user, version=version, **serializer.validated_data
+        )
         return Response(self._refetch(version))
 
     def destroy(self, request: Request, *args, **kwargs) -> Response:
@@ -154,7 +158,10 @@ class ModelTagView(ModelLookupMixin, GenericAPIView):
     """``PUT`` sets a model tag, ``DELETE`` removes it."""
 
     serializer_class = TagSerializer
-    method_permissions = {"PUT": "models_app.change_registeredmodel", "DELETE": "models_app.change_registeredmodel"}
+    method_permissions = {
+        "PUT": "models_app.change_registeredmodel",
+        "DELETE": "models_app.change_registeredmodel",
+    }
 
     @extend_schema(request=TagValueInputSerializer, responses=TagSerializer)
     def put(self, request: Request, name: str, key: str) -> Response:
@@ -217,7 +224,9 @@ class ModelAliasView(ModelLookupMixin, GenericAPIView):
     method_permissions = {"PUT": "models_app.change_modelalias"}
 
     def _alias(self) -> ModelAlias:
-        return get_object_or_404(selectors.model_alias_list(model=self.get_model()), alias=self.kwargs["alias"])
+        return get_object_or_404(
+            selectors.model_alias_list(model=self.get_model()), alias=self.kwargs["alias"]
+        )
 
     @extend_schema(responses=ModelVersionSerializer)
     def get(self, request: Request, name: str, alias: str) -> Response:
@@ -264,7 +273,9 @@ class AccessTokenViewSet(
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         current = request.auth
-        if isinstance(current, AccessToken) and not all(scopes_allow(current.scopes, s) for s in data["scopes"]):
+        if isinstance(current, AccessToken) and not all(
+            scopes_allow(current.scopes, s) for s in data["scopes"]
+        ):
             raise PermissionDenied("A token cannot create a token with more scopes than its own.")
         token, raw = services.access_token_create(
             actor=request.user,

@@ -44,7 +44,9 @@ class VersionFile(models.Model):
 
     class Meta:
         ordering = ["path"]
-        constraints = [models.UniqueConstraint(fields=["version", "path"], name="versionfile_version_path_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "path"], name="versionfile_version_path_unique")
+        ]
 
     def __str__(self) -> str:
         return self.path
@@ -69,7 +71,9 @@ class UploadSession(models.Model):
     part_size = models.BigIntegerField()
     backend = models.CharField(max_length=16)
     backend_upload_id = models.CharField(max_length=1024, blank=True)
-    state = models.CharField(max_length=16, choices=UploadState.choices, default=UploadState.OPEN, db_index=True)
+    state = models.CharField(
+        max_length=16, choices=UploadState.choices, default=UploadState.OPEN, db_index=True
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -7,7 +7,7 @@ from django.db import models
 
 
 class AuditEventQuerySet(models.QuerySet):
-    def update(self, **kwargs):  # noqa: ARG002 - the log is append-only
+    def update(self, **kwargs):
         raise TypeError("Audit events are append-only: they cannot be updated.")
 
     def delete(self):
@@ -42,7 +42,8 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["model_name", "-created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username or '-'} {self.action} {self.object_repr}"
+        who = self.actor_username or "-"
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {who} {self.action} {self.object_repr}"
 
     def save(self, *args, **kwargs):
         if self.pk is not None:

@@ -137,7 +137,9 @@ class ModelAlias(models.Model):
     class Meta:
         ordering = ["alias"]
         verbose_name_plural = "model aliases"
-        constraints = [models.UniqueConstraint(fields=["model", "alias"], name="modelalias_model_alias_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "alias"], name="modelalias_model_alias_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.name}@{self.alias}"

@@ -64,7 +64,10 @@ def store(request, settings, tmp_path):
         import boto3
 
         boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
             aws_secret_access_key="testing",
         ).create_bucket(Bucket=bucket)
         overrides = s3_settings(endpoint, bucket)

@@ -1,4 +1,4 @@
-"""Every endpoint of the native API × every persona, on a private model.
+"""Every endpoint of the native API x every persona, on a private model.
 
 anonymous → 401; outsider → 404 (the model does not exist for them); viewer writing → 403;
 owner → 2xx; a ``read`` token writing → 403; admin → 2xx.
@@ -78,14 +78,18 @@ def fraud(owner, team):
     )
     version = services.model_version_create(actor=owner, model=model, tags={"stage": "candidate"})
     services.model_alias_set(actor=owner, model=model, alias="champion", version=version)
-    services.version_file_upload(actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"data"), size=4)
+    services.version_file_upload(
+        actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"data"), size=4
+    )
     session = services.upload_session_begin(
         actor=owner, version=version, path="parts.bin", size=4, sha256=hashlib.sha256(b"data").hexdigest()
     )
     UploadSession.objects.filter(pk=session.pk).update(id=UPLOAD)
     session = UploadSession.objects.get(pk=UPLOAD)
     artifacts.get_store().parts_begin(session.staging_key)
-    services.upload_session_part_write(actor=owner, session=session, part_number=1, stream=io.BytesIO(b"data"), size=4)
+    services.upload_session_part_write(
+        actor=owner, session=session, part_number=1, stream=io.BytesIO(b"data"), size=4
+    )
     return model
 
 
@@ -99,7 +103,9 @@ def _client(persona, api, request):
 
 
 @pytest.mark.parametrize("persona", list(EXPECTED))
-@pytest.mark.parametrize(("method", "path", "body", "kind"), ENDPOINTS, ids=[f"{e[0]} {e[1]}" for e in ENDPOINTS])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "kind"), ENDPOINTS, ids=[f"{e[0]} {e[1]}" for e in ENDPOINTS]
+)
 def test_permission_matrix(persona, method, path, body, kind, api, request, fraud, viewer, outsider):
     client = _client(persona, api, request)
     before = ModelVersion.objects.count()

@@ -106,7 +106,9 @@ def test_list_is_filtered_searched_ordered_and_paginated(api, owner, viewer, tea
 
 def test_patch_changes_description_and_renames(api, owner, internal_model):
     client = api(owner)
-    response = client.patch("/api/v1/models/churn/", {"description": "new", "name": "churn-v2"}, format="json")
+    response = client.patch(
+        "/api/v1/models/churn/", {"description": "new", "name": "churn-v2"}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert response.json()["description"] == "new"
     assert client.get("/api/v1/models/churn-v2/").status_code == 200
@@ -121,7 +123,9 @@ def test_patch_rejects_read_only_and_unknown_fields(api, owner, internal_model):
     assert "created_by" in response.json()["fields"]
 
 
-def test_moving_a_model_to_a_team_you_do_not_contribute_to_is_forbidden(api, owner, internal_model, other_team):
+def test_moving_a_model_to_a_team_you_do_not_contribute_to_is_forbidden(
+    api, owner, internal_model, other_team
+):
     response = api(owner).patch("/api/v1/models/churn/", {"team": "marketing"}, format="json")
     assert response.status_code == 403
     internal_model.refresh_from_db()

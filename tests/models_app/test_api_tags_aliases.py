@@ -15,7 +15,10 @@ def test_model_tags_are_set_replaced_shown_inline_and_deleted(api, owner, intern
         "value": "ops",
     }
     client.put("/api/v1/models/churn/tags/owner", {"value": "risk-ops"}, format="json")
-    assert client.get("/api/v1/models/churn/").json()["tags"] == {"owner": "risk-ops", "task": "classification"}
+    assert client.get("/api/v1/models/churn/").json()["tags"] == {
+        "owner": "risk-ops",
+        "task": "classification",
+    }
     assert client.delete("/api/v1/models/churn/tags/owner").status_code == 204
     assert client.delete("/api/v1/models/churn/tags/owner").status_code == 404
     assert list(ModelTag.objects.values_list("key", flat=True)) == ["task"]
@@ -58,11 +61,19 @@ def test_alias_points_at_a_version_and_moves(api, owner, internal_model, two_ver
     client.put("/api/v1/models/churn/aliases/champion", {"version": 2}, format="json")
     assert client.get("/api/v1/models/churn/aliases/champion").json()["version"] == 2
     assert client.get("/api/v1/models/churn/aliases/").json() == [
-        {"alias": "champion", "version": 2, "updated_by": "owner", "updated_at": ModelAlias.objects.get().updated_at.isoformat().replace("+00:00", "Z")}
+        {
+            "alias": "champion",
+            "version": 2,
+            "updated_by": "owner",
+            "updated_at": ModelAlias.objects.get().updated_at.isoformat().replace("+00:00", "Z"),
+        }
     ]
     assert client.get("/api/v1/models/churn/").json()["aliases"] == {"champion": 2}
     moved = AuditEvent.objects.filter(action="alias.set").order_by("id").last()
-    assert (moved.before, moved.after) == ({"alias": "champion", "version": 1}, {"alias": "champion", "version": 2})
+    assert (moved.before, moved.after) == (
+        {"alias": "champion", "version": 1},
+        {"alias": "champion", "version": 2},
+    )
     assert client.delete("/api/v1/models/churn/aliases/champion").status_code == 204
     assert client.get("/api/v1/models/churn/aliases/champion").status_code == 404
 

@@ -35,7 +35,9 @@ def test_parts_upload_resume_and_complete(api, owner, version, store):
     data = os.urandom(2 * PART + 1234)
     digest = hashlib.sha256(data).hexdigest()
     begin = client.post(
-        f"{V}/files/big/weights.bin/multipart", {"size": len(data), "sha256": digest, "part_size": PART}, format="json"
+        f"{V}/files/big/weights.bin/multipart",
+        {"size": len(data), "sha256": digest, "part_size": PART},
+        format="json",
     )
     assert begin.status_code == 201, begin.content
     body = begin.json()
@@ -62,7 +64,9 @@ def test_completion_with_the_wrong_content_keeps_nothing(api, owner, version, st
     client = api(owner)
     data = os.urandom(1000)
     body = client.post(
-        f"{V}/files/w.bin/multipart", {"size": 1000, "sha256": hashlib.sha256(b"other").hexdigest()}, format="json"
+        f"{V}/files/w.bin/multipart",
+        {"size": 1000, "sha256": hashlib.sha256(b"other").hexdigest()},
+        format="json",
     ).json()
     send_part(client, body["parts"][0], data, body["target"])
     response = client.post(f"/api/v1/uploads/{body['upload_id']}/complete")
@@ -90,7 +94,12 @@ def test_folder_parts_must_have_the_announced_size(api, owner, version, store):
     path = body["parts"][0]["url"].split("testserver", 1)[-1]
     response = client.generic("PUT", path, b"x" * 99, content_type="application/octet-stream")
     assert response.status_code == 400 and "100 bytes" in response.json()["message"]
-    assert client.put(path.replace("/parts/1", "/parts/2"), b"x", content_type="application/octet-stream").status_code == 400
+    assert (
+        client.put(
+            path.replace("/parts/1", "/parts/2"), b"x", content_type="application/octet-stream"
+        ).status_code
+        == 400
+    )
 
 
 def test_abort_closes_the_upload(api, owner, version):
@@ -103,7 +112,11 @@ def test_abort_closes_the_upload(api, owner, version):
 
 @pytest.mark.parametrize(
     ("payload", "field"),
-    [({"size": -1, "sha256": "a" * 64}, "size"), ({"size": 1, "sha256": "xyz"}, "sha256"), ({"size": 1}, "sha256")],
+    [
+        ({"size": -1, "sha256": "a" * 64}, "size"),
+        ({"size": 1, "sha256": "xyz"}, "sha256"),
+        ({"size": 1}, "sha256"),
+    ],
 )
 def test_bad_begin_requests_are_400(api, owner, version, payload, field):
     response = api(owner).post(f"{V}/files/w.bin/multipart", payload, format="json")
@@ -113,7 +126,9 @@ def test_bad_begin_requests_are_400(api, owner, version, payload, field):
 
 def test_a_file_named_multipart_still_works(api, owner, version):
     client = api(owner)
-    response = client.generic("PUT", f"{V}/files/dir/multipart", b"abc", content_type="application/octet-stream")
+    response = client.generic(
+        "PUT", f"{V}/files/dir/multipart", b"abc", content_type="application/octet-stream"
+    )
     assert response.status_code == 201 and response.json()["path"] == "dir/multipart"
     got = client.get(f"{V}/files/dir/multipart?redirect=false")
     assert b"".join(got.streaming_content) == b"abc"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import skops.io as sio
 from django.core.management import call_command
 

@@ -19,7 +19,9 @@ def version(owner, internal_model, store):
 
 
 def upload(owner, version, path: str, data: bytes):
-    return services.version_file_upload(actor=owner, version=version, path=path, stream=io.BytesIO(data), size=len(data))
+    return services.version_file_upload(
+        actor=owner, version=version, path=path, stream=io.BytesIO(data), size=len(data)
+    )
 
 
 def age_all_blobs() -> None:
@@ -67,7 +69,9 @@ def test_orphaned_objects_and_expired_uploads_are_cleaned(owner, version, store,
     sha = upload(owner, version, "o.bin", data).blob_id
     services.version_file_delete(actor=owner, version=version, path="o.bin")
     Blob.objects.filter(pk=sha).delete()  # as if the process died between placing and committing
-    session = services.upload_session_begin(actor=owner, version=version, path="z.bin", size=1, sha256="c" * 64)
+    session = services.upload_session_begin(
+        actor=owner, version=version, path="z.bin", size=1, sha256="c" * 64
+    )
     type(session).objects.filter(pk=session.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     report = services.blob_gc(grace=timedelta(seconds=-60))  # every object counts as old
     assert report.orphans_deleted == 1 and report.uploads_expired == 1

@@ -52,14 +52,18 @@ def test_private_model_pages_are_404_for_outsiders(outsider, private_model):
 
 @pytest.mark.parametrize("text", ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"])
 def test_free_text_is_escaped(owner, team, text):
-    services.registered_model_create(actor=owner, name="xss", team=team, description=text, tags={"note": text})
+    services.registered_model_create(
+        actor=owner, name="xss", team=team, description=text, tags={"note": text}
+    )
     page = signed_in(owner).get("/models/xss/").content.decode()
     assert text not in page and "&lt;" in page
 
 
 def test_tokens_page_creates_shows_once_and_revokes(owner):
     client = signed_in(owner)
-    page = client.post("/tokens/", {"name": "laptop", "scopes": ["read"], "expires_in_days": 30}).content.decode()
+    page = client.post(
+        "/tokens/", {"name": "laptop", "scopes": ["read"], "expires_in_days": 30}
+    ).content.decode()
     token = AccessToken.objects.get()
     assert "Copy it now" in page and token.prefix in page
     assert "Copy it now" not in client.get("/tokens/").content.decode()

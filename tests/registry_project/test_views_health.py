@@ -28,7 +28,11 @@ def test_readyz_is_503_naming_the_broken_part(db, monkeypatch):
     monkeypatch.setitem(health.CHECKS, "broker", broken)
     response = Client().get("/readyz")
     assert response.status_code == 503
-    assert response.json()["checks"]["broker"] == {"ok": False, "error": "ConnectionRefusedError", "ms": response.json()["checks"]["broker"]["ms"]}
+    assert response.json()["checks"]["broker"] == {
+        "ok": False,
+        "error": "ConnectionRefusedError",
+        "ms": response.json()["checks"]["broker"]["ms"],
+    }
     assert response.json()["checks"]["database"]["ok"] is True
 
 

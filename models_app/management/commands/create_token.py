@@ -27,7 +27,11 @@ class Command(BaseCommand):
         try:
             # The command runs with the rights of the person at the shell: act as the user.
             _token, raw = services.access_token_create(
-                actor=user, user=user, name=options["name"], scopes=scopes, expires_in_days=options["expires_days"]
+                actor=user,
+                user=user,
+                name=options["name"],
+                scopes=scopes,
+                expires_in_days=options["expires_days"],
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc

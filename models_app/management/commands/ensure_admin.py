@@ -29,7 +29,9 @@ class Command(BaseCommand):
         password = os.environ.get("MODELYARD_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email=options["email"], password=password)
         if os.environ.get("MODELYARD_ADMIN_PASSWORD"):
-            self.stdout.write(f"Created administrator '{username}' with the password from MODELYARD_ADMIN_PASSWORD.")
+            self.stdout.write(
+                f"Created administrator '{username}' with the password from MODELYARD_ADMIN_PASSWORD."
+            )
         else:
             self.stdout.write(
                 self.style.WARNING(

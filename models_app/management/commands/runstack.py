@@ -27,16 +27,39 @@ class Command(BaseCommand):
         python = sys.executable
         commands = {
             "web": [
-                python, "-m", "gunicorn", "registry_project.wsgi:application",
-                "--bind", options["bind"], "--workers", str(options["workers"]), "--threads", "4",
-                "--worker-class", "gthread", "--timeout", "300", "--access-logfile", "-",
+                python,
+                "-m",
+                "gunicorn",
+                "registry_project.wsgi:application",
+                "--bind",
+                options["bind"],
+                "--workers",
+                str(options["workers"]),
+                "--threads",
+                "4",
+                "--worker-class",
+                "gthread",
+                "--timeout",
+                "300",
+                "--access-logfile",
+                "-",
             ],
         }
         if not options["no_worker"]:
             commands["worker"] = [
-                python, "-m", "celery", "-A", "registry_project", "worker",
-                "--loglevel", "INFO", "--concurrency", os.environ.get("CELERY_CONCURRENCY", "2"),
-                "--queues", "celery,deployments", "-B" if os.environ.get("CELERY_EMBED_BEAT", "1") == "1" else "",
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "registry_project",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                os.environ.get("CELERY_CONCURRENCY", "2"),
+                "--queues",
+                "celery,deployments",
+                "-B" if os.environ.get("CELERY_EMBED_BEAT", "1") == "1" else "",
             ]
             commands["worker"] = [part for part in commands["worker"] if part]
         processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}  # noqa: S603

@@ -125,7 +125,9 @@ def train(spec: DemoModel, kind: str) -> tuple[dict[str, bytes], dict[str, float
     from sklearn.model_selection import train_test_split
 
     data = getattr(datasets, f"load_{spec.dataset}")(as_frame=True)
-    x_train, x_test, y_train, y_test = train_test_split(data.data, data.target, test_size=0.25, random_state=42)
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, data.target, test_size=0.25, random_state=42
+    )
     model = _estimator(kind).fit(x_train, y_train)
     predicted = model.predict(x_test)
     if spec.task == "classification":
@@ -155,10 +157,14 @@ def train(spec: DemoModel, kind: str) -> tuple[dict[str, bytes], dict[str, float
 
 
 class Command(BaseCommand):
-    help = "Seed a demo catalog of scikit-learn models trained on scikit-learn's bundled datasets (idempotent)."
+    help = (
+        "Seed a demo catalog of scikit-learn models trained on scikit-learn's bundled datasets (idempotent)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--user", default=None, help="Administrator who registers the models (default: first).")
+        parser.add_argument(
+            "--user", default=None, help="Administrator who registers the models (default: first)."
+        )
 
     def handle(self, *args, **options):
         User = get_user_model()

@@ -93,6 +93,19 @@ class Spooled:
         self.path.unlink(missing_ok=True)
 
 
+@dataclass
+class Staged:
+    """Verified bytes already inside the bucket under a staging key (completed S3 multipart)."""
+
+    key: str
+    size: int
+    sha256: str
+    store: S3Store
+
+    def discard(self) -> None:
+        self.store.client.delete_object(Bucket=self.store.bucket, Key=self.key)
+
+
 class IncompleteUpload(Exception):
     """The client sent fewer bytes than it announced (it went away mid-upload)."""
 
@@ -144,7 +157,7 @@ class ArtifactStore(Protocol):
     def exists(self, sha256: str) -> bool: ...
     def stored_size(self, sha256: str) -> int | None: ...
     def spool_dir(self) -> Path: ...
-    def place(self, spooled: Spooled) -> None: ...
+    def place(self, spooled: Spooled | Staged) -> None: ...
     def iter_bytes(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
     def delete(self, sha256: str) -> None: ...
     def download_url(self, sha256: str, filename: str) -> str | None: ...
@@ -322,15 +335,17 @@ class S3Store:
     def spool_dir(self) -> Path:
         return Path(settings.VAR_DIR) / "spool"
 
-    def place(self, spooled: Spooled) -> None:
+    def place(self, spooled: Spooled | Staged) -> None:
         from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(
             multipart_threshold=64 * CHUNK, multipart_chunksize=64 * CHUNK, max_concurrency=4
         )
-        self.client.upload_file(
-            str(spooled.path), self.bucket, self._key(blob_key(spooled.sha256)), Config=config
-        )
+        target = self._key(blob_key(spooled.sha256))
+        if isinstance(spooled, Staged):  # already in the bucket: copy server-side, no bytes through us
+            self.client.copy({"Bucket": self.bucket, "Key": spooled.key}, self.bucket, target, Config=config)
+        else:
+            self.client.upload_file(str(spooled.path), self.bucket, target, Config=config)
         spooled.discard()
 
     def iter_bytes(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -396,7 +411,7 @@ class S3Store:
 
     def parts_complete(
         self, staging_key: str, backend_upload_id: str, part_count: int, limit: int
-    ) -> Spooled:
+    ) -> Staged:
         parts = self.parts_list(staging_key, backend_upload_id)
         have = {p["part_number"] for p in parts}
         missing = [n for n in range(1, part_count + 1) if n not in have]
@@ -415,13 +430,19 @@ class S3Store:
             },
         )
         # The registry does not trust the client's word for the content: it reads the object back,
-        # hashing it, before the bytes may become a blob.
-        body = self.client.get_object(Bucket=self.bucket, Key=self._key(staging_key))["Body"]
+        # hashing it, before the bytes may become a blob (then copies it server-side).
+        key = self._key(staging_key)
+        digest, size = hashlib.sha256(), 0
+        body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
         try:
-            return spool(body, expected_size=None, limit=limit, directory=self.spool_dir())
+            for chunk in body.iter_chunks(8 * CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    break
+                digest.update(chunk)
         finally:
             body.close()
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(staging_key))
+        return Staged(key=key, size=size, sha256=digest.hexdigest(), store=self)
 
     def parts_abort(self, staging_key: str, backend_upload_id: str) -> None:
         from botocore.exceptions import ClientError

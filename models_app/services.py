@@ -453,7 +453,7 @@ def _check_file_count(version: ModelVersion, path: str) -> None:
         raise ValidationError({"path": f"A version may hold at most {limit} files."})
 
 
-def _blob_store(spooled: artifacts.Spooled) -> Blob:
+def _blob_store(spooled: artifacts.Spooled | artifacts.Staged) -> Blob:
     """Make ``spooled`` a blob: place its bytes unless a blob row already vouches for them.
 
     The row lock serializes this with ``blob_gc``, which deletes bytes before rows: either we

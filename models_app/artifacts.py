@@ -480,15 +480,21 @@ class S3Store:
         raise ValidationError({"part": "On S3, upload parts to their presigned URLs."})
 
     def parts_list(self, staging_key: str, backend_upload_id: str) -> list[dict]:
+        from botocore.exceptions import ClientError
+
         parts: list[dict] = []
         paginator = self.client.get_paginator("list_parts")
-        for page in paginator.paginate(
-            Bucket=self.bucket, Key=self._key(staging_key), UploadId=backend_upload_id
-        ):
-            parts += [
-                {"part_number": p["PartNumber"], "size": p["Size"], "etag": p["ETag"]}
-                for p in page.get("Parts", [])
-            ]
+        pages = paginator.paginate(Bucket=self.bucket, Key=self._key(staging_key), UploadId=backend_upload_id)
+        try:
+            for page in pages:
+                parts += [
+                    {"part_number": p["PartNumber"], "size": p["Size"], "etag": p["ETag"]}
+                    for p in page.get("Parts", [])
+                ]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
+                raise
+            return []  # aborted or completed: nothing left, as on the folder store
         return parts
 
     def parts_complete(self, staging_key: str, backend_upload_id: str, part_count: int, limit: int) -> Staged:

@@ -3,6 +3,7 @@ transaction and records an audit event with the state before and after."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,6 +33,8 @@ from models_app.models import (
 from models_app.models.access import TOKEN_PREFIX
 from registry_project import request_context
 from registry_project.errors import Conflict
+
+logger = logging.getLogger(__name__)
 
 # --- Audit ---------------------------------------------------------------------------------
 
@@ -176,6 +179,7 @@ def registered_model_delete(*, actor, model: RegisteredModel) -> None:
     """Delete a model with its versions, tags and aliases. Stored blobs are left to ``gc_blobs``."""
     _require(actor, "models_app.delete_registeredmodel", model)
     audit_record(actor=actor, action="model.deleted", obj=model, before=_snapshot_model(model))
+    _abort_uploads_after_commit(UploadSession.objects.filter(version__model=model))
     model.delete()
 
 
@@ -244,7 +248,29 @@ def model_version_delete(*, actor, version: ModelVersion) -> None:
     """Delete a version; aliases pointing at it go with it. Its number is never given out again."""
     _require(actor, "models_app.delete_modelversion", version)
     audit_record(actor=actor, action="version.deleted", obj=version, before=_snapshot_version(version))
+    _abort_uploads_after_commit(UploadSession.objects.filter(version=version))
     version.delete()
+
+
+def _abort_uploads_after_commit(sessions) -> None:
+    """Release the parts of open uploads whose rows are about to be deleted with their version.
+
+    Done after commit: the rows (and with them ``gc_blobs``' knowledge of the parts) go away in
+    this transaction, so a rollback must leave the parts in place.
+    """
+    pending = [(s.staging_key, s.backend_upload_id) for s in sessions.filter(state=UploadState.OPEN)]
+    if not pending:
+        return
+
+    def abort() -> None:
+        store = artifacts.get_store()
+        for staging_key, backend_upload_id in pending:
+            try:
+                store.parts_abort(staging_key, backend_upload_id)
+            except Exception:  # best effort: a bucket lifecycle rule catches what is left
+                logger.warning("could not abort upload parts at %s", staging_key, exc_info=True)
+
+    transaction.on_commit(abort)
 
 
 # --- Tags -----------------------------------------------------------------------------------

@@ -132,3 +132,22 @@ def test_a_file_named_multipart_still_works(api, owner, version):
     assert response.status_code == 201 and response.json()["path"] == "dir/multipart"
     got = client.get(f"{V}/files/dir/multipart?redirect=false")
     assert b"".join(got.streaming_content) == b"abc"
+
+
+def test_deleting_a_version_releases_its_open_uploads(
+    api, owner, version, store, django_capture_on_commit_callbacks
+):
+    client = api(owner)
+    data = os.urandom(PART + 1)
+    body = client.post(
+        f"{V}/files/w.bin/multipart",
+        {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "part_size": PART},
+        format="json",
+    ).json()
+    send_part(client, body["parts"][0], data[:PART], body["target"])
+    session = UploadSession.objects.get()
+    assert store.parts_list(session.staging_key, session.backend_upload_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.delete(V + "/").status_code == 204
+    assert not UploadSession.objects.exists()
+    assert store.parts_list(session.staging_key, session.backend_upload_id) == []

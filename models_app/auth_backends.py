@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.contrib.auth.models import Group
 
 from models_app.choices import Visibility
-from models_app.roles import READ_PERMISSIONS, ROLE_PERMISSIONS
+from models_app.roles import READ_PERMISSIONS, ROLE_PERMISSIONS, VISIBLE_SCOPE_PERMISSIONS
 
 _CACHE_ATTR = "_modelyard_team_roles"
 
@@ -40,6 +40,14 @@ def _team_id_of(obj) -> int | None:
     return getattr(obj, "permission_team_id", None)
 
 
+def _is_visible(obj, roles: dict[int, str]) -> bool:
+    """Internal models are visible to every signed-in user, private ones to their team."""
+    model = getattr(obj, "permission_model", obj)
+    if getattr(model, "visibility", None) == Visibility.INTERNAL:
+        return True
+    return _team_id_of(obj) in roles
+
+
 class TeamRoleBackend:
     """Grants the codenames of the user's role in the owning team of an object."""
 
@@ -58,9 +66,12 @@ class TeamRoleBackend:
         role = roles.get(team_id)
         if role is not None and perm in ROLE_PERMISSIONS[role]:
             return True
-        if perm in READ_PERMISSIONS:
-            model = getattr(obj, "model", obj)
-            return getattr(model, "visibility", None) == Visibility.INTERNAL
+        if perm in READ_PERMISSIONS or perm in VISIBLE_SCOPE_PERMISSIONS:
+            if perm in VISIBLE_SCOPE_PERMISSIONS and not any(
+                perm in ROLE_PERMISSIONS[r] for r in roles.values()
+            ):
+                return False
+            return _is_visible(obj, roles)
         return False
 
     def get_all_permissions(self, user_obj, obj=None) -> set[str]:

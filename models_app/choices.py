@@ -31,3 +31,34 @@ class UploadState(models.TextChoices):
     OPEN = "open", "Open"
     COMPLETED = "completed", "Completed"
     ABORTED = "aborted", "Aborted"
+
+
+class Stage(models.TextChoices):
+    NONE = "none", "Experimentation"
+    STAGING = "staging", "Staging (testing)"
+    PRODUCTION = "production", "Production"
+    ARCHIVED = "archived", "Archived"
+
+
+class CheckStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+
+
+class PromotionState(models.TextChoices):
+    PENDING = "pending", "Waiting for approval"
+    APPLIED = "applied", "Applied"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Demotion(models.TextChoices):
+    ARCHIVE = "archive", "Archive the previous production version"
+    NONE = "none", "Move the previous production version back to experimentation"
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed for good"

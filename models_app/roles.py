@@ -29,15 +29,25 @@ _CONTRIBUTOR = frozenset(
         "models_app.add_modelalias",
         "models_app.change_modelalias",
         "models_app.delete_modelalias",
+        "models_app.add_check",
+        "models_app.change_check",
+        "models_app.add_promotion",
+        "models_app.change_promotionpolicy",
     }
 )
+
+APPROVE_PROMOTION = "models_app.approve_promotion"
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     TeamRole.VIEWER: READ_PERMISSIONS,
     TeamRole.CONTRIBUTOR: READ_PERMISSIONS | _CONTRIBUTOR,
-    TeamRole.APPROVER: READ_PERMISSIONS,
+    TeamRole.APPROVER: READ_PERMISSIONS | {APPROVE_PROMOTION},
     TeamRole.DEPLOYER: READ_PERMISSIONS,
 }
+
+# Codenames a role grants on every model its holder can see, not only on the team's own: an
+# approver reviews promotions across the catalog (never their own request under four eyes).
+VISIBLE_SCOPE_PERMISSIONS: frozenset[str] = frozenset({APPROVE_PROMOTION})
 
 # A token scope includes the scopes below it: admin > write > read.
 SCOPE_RANK: dict[str, int] = {TokenScope.READ: 1, TokenScope.WRITE: 2, TokenScope.ADMIN: 3}

@@ -20,11 +20,13 @@ from models_app import artifacts
 from models_app.choices import TokenScope, UploadState, VersionStatus, Visibility
 from models_app.models import (
     AccessToken,
+    AliasHistory,
     AuditEvent,
     Blob,
     ModelAlias,
     ModelTag,
     ModelVersion,
+    PromotionPolicy,
     RegisteredModel,
     UploadSession,
     VersionFile,
@@ -333,46 +335,92 @@ def version_tag_delete(*, actor, version: ModelVersion, key: str) -> None:
 # --- Aliases --------------------------------------------------------------------------------
 
 
-@transaction.atomic
-def model_alias_set(*, actor, model: RegisteredModel, alias: str, version: ModelVersion) -> ModelAlias:
-    """Point ``alias`` at ``version`` (creating or moving it)."""
-    if version.model_id != model.pk:
-        raise ValidationError({"version": f"Version {version.version} does not belong to '{model.name}'."})
-    existing = ModelAlias.objects.select_for_update().filter(model=model, alias=alias).first()
-    _require(actor, "models_app.change_modelalias" if existing else "models_app.add_modelalias", model)
-    before = {"alias": alias, "version": existing.version.version} if existing else None
-    item = existing or ModelAlias(model=model, alias=alias)
-    item.version = version
-    item.updated_by = actor
-    _full_clean(item, exclude=["model", "version"])
-    try:
-        with transaction.atomic():
-            item.save()
-    except IntegrityError as exc:  # a concurrent request created the same alias
-        raise Conflict(f"Alias '{alias}' was set concurrently; retry.", field="alias") from exc
+def policy_get(*, model: RegisteredModel) -> PromotionPolicy:
+    """The model's promotion policy, created from ``MODELYARD_POLICY_DEFAULTS`` on first use."""
+    policy, _ = PromotionPolicy.objects.get_or_create(model=model)
+    return policy
+
+
+def alias_move(
+    *,
+    model: RegisteredModel,
+    alias: str,
+    version: ModelVersion | None,
+    actor,
+    reason: str = "",
+    promotion=None,
+) -> ModelAlias | None:
+    """Point ``alias`` at ``version`` (delete it when None), recording the move in the alias history.
+
+    Callers check permissions: the alias API below, and approved promotions.
+    """
+    existing = (
+        ModelAlias.objects.select_for_update()
+        .select_related("version")
+        .filter(model=model, alias=alias)
+        .first()
+    )
+    from_version = existing.version.version if existing else None
+    if version is None:
+        if existing is None:
+            raise ModelAlias.DoesNotExist(f"Model '{model.name}' has no alias '{alias}'.")
+        existing.delete()
+        item = None
+    else:
+        item = existing or ModelAlias(model=model, alias=alias)
+        item.version, item.updated_by = version, actor
+        _full_clean(item, exclude=["model", "version"])
+        try:
+            with transaction.atomic():
+                item.save()
+        except IntegrityError as exc:  # a concurrent request created the same alias
+            raise Conflict(f"Alias '{alias}' was set concurrently; retry.", field="alias") from exc
+    AliasHistory.objects.create(
+        model=model,
+        alias=alias,
+        from_version=from_version,
+        to_version=version.version if version else None,
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        reason=reason,
+        promotion=promotion,
+    )
     audit_record(
         actor=actor,
-        action="alias.set",
-        obj=item,
-        before=before,
-        after={"alias": alias, "version": version.version},
+        action="alias.set" if version else "alias.deleted",
+        obj=item or existing,
+        before={"alias": alias, "version": from_version} if existing else None,
+        after={"alias": alias, "version": version.version} if version else None,
+        model=model,
     )
     return item
 
 
+def _require_alias_change(actor, model: RegisteredModel, alias: str, perm: str) -> None:
+    _require(actor, perm, model)
+    if alias in policy_get(model=model).protected_aliases and not actor.is_superuser:
+        raise PermissionDenied(
+            f"'{alias}' is a protected alias: it moves only through an approved promotion or by an admin."
+        )
+
+
 @transaction.atomic
-def model_alias_delete(*, actor, model: RegisteredModel, alias: str) -> None:
-    _require(actor, "models_app.delete_modelalias", model)
-    item = ModelAlias.objects.select_related("version").filter(model=model, alias=alias).first()
-    if item is None:
-        raise ModelAlias.DoesNotExist(f"Model '{model.name}' has no alias '{alias}'.")
-    audit_record(
-        actor=actor,
-        action="alias.deleted",
-        obj=item,
-        before={"alias": alias, "version": item.version.version},
+def model_alias_set(
+    *, actor, model: RegisteredModel, alias: str, version: ModelVersion, reason: str = ""
+) -> ModelAlias:
+    """Point ``alias`` at ``version`` (creating or moving it)."""
+    if version.model_id != model.pk:
+        raise ValidationError({"version": f"Version {version.version} does not belong to '{model.name}'."})
+    exists = ModelAlias.objects.filter(model=model, alias=alias).exists()
+    _require_alias_change(
+        actor, model, alias, "models_app.change_modelalias" if exists else "models_app.add_modelalias"
     )
-    item.delete()
+    return alias_move(model=model, alias=alias, version=version, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def model_alias_delete(*, actor, model: RegisteredModel, alias: str, reason: str = "") -> None:
+    _require_alias_change(actor, model, alias, "models_app.delete_modelalias")
+    alias_move(model=model, alias=alias, version=None, actor=actor, reason=reason)
 
 
 # --- Access tokens --------------------------------------------------------------------------

@@ -218,6 +218,11 @@ MODELYARD_UPLOAD_PART_SIZE = env_int("MODELYARD_UPLOAD_PART_SIZE", 64 * 1024**2)
 MODELYARD_UPLOAD_SESSION_HOURS = env_int("MODELYARD_UPLOAD_SESSION_HOURS", 24)
 MODELYARD_GC_GRACE_HOURS = env_int("MODELYARD_GC_GRACE_HOURS", 24)
 MODELYARD_S3_DOWNLOAD_REDIRECT = env_bool("MODELYARD_S3_DOWNLOAD_REDIRECT", True)
+# Defaults of a new model's promotion policy (owners change them per model).
+MODELYARD_POLICY_DEFAULTS = {
+    "required_checks": {"staging": ["loadable"], "production": ["loadable", "security_scan"]},
+    "protected_aliases": ["champion"],
+}
 # Called with version_id=… by a worker after a version becomes READY (each must be idempotent).
 MODELYARD_VERSION_READY_HOOKS: list[str] = []
 

@@ -2,14 +2,28 @@ from models_app.models.access import AccessToken, TeamMembership
 from models_app.models.artifacts import Blob, UploadSession, VersionFile
 from models_app.models.audit import AuditEvent
 from models_app.models.catalog import ModelAlias, ModelTag, ModelVersion, RegisteredModel, VersionTag
+from models_app.models.governance import (
+    AliasHistory,
+    Check,
+    CheckResult,
+    Promotion,
+    PromotionApproval,
+    PromotionPolicy,
+)
 
 __all__ = [
     "AccessToken",
+    "AliasHistory",
     "AuditEvent",
     "Blob",
+    "Check",
+    "CheckResult",
     "ModelAlias",
     "ModelTag",
     "ModelVersion",
+    "Promotion",
+    "PromotionApproval",
+    "PromotionPolicy",
     "RegisteredModel",
     "TeamMembership",
     "UploadSession",

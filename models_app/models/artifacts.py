@@ -55,6 +55,11 @@ class VersionFile(models.Model):
     def permission_team_id(self) -> int:
         return self.version.model.team_id
 
+    @property
+    def permission_model(self):
+        """The registered model whose visibility and team govern this object."""
+        return self.version.model
+
 
 class UploadSession(models.Model):
     """A resumable upload of one file in parts (straight to S3, or through the API on a folder).

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models.functions import Lower
 
-from models_app.choices import VersionStatus, Visibility
+from models_app.choices import Stage, VersionStatus, Visibility
 from models_app.validators import (
     TAG_KEY_MAX,
     TAG_VALUE_MAX,
@@ -46,8 +46,12 @@ class RegisteredModel(models.Model):
 
     @property
     def permission_team_id(self) -> int:
-        """The team whose roles decide what a user may do with this object."""
         return self.team_id
+
+    @property
+    def permission_model(self):
+        """The registered model whose visibility and team govern this object."""
+        return self
 
 
 class ModelVersion(models.Model):
@@ -59,6 +63,7 @@ class ModelVersion(models.Model):
         max_length=16, choices=VersionStatus.choices, default=VersionStatus.PENDING, db_index=True
     )
     status_message = models.TextField(blank=True, max_length=5000)
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.NONE, db_index=True)
     description = models.TextField(blank=True, max_length=20_000)
     source = models.CharField(max_length=2048, blank=True, help_text="Where the files came from (a URI).")
     # SHA-256 over the sorted (path, sha256, size) lines of the file tree, set at finalize.
@@ -82,6 +87,11 @@ class ModelVersion(models.Model):
     @property
     def permission_team_id(self) -> int:
         return self.model.team_id
+
+    @property
+    def permission_model(self):
+        """The registered model whose visibility and team govern this object."""
+        return self.model
 
     @property
     def is_frozen(self) -> bool:
@@ -147,3 +157,8 @@ class ModelAlias(models.Model):
     @property
     def permission_team_id(self) -> int:
         return self.model.team_id
+
+    @property
+    def permission_model(self):
+        """The registered model whose visibility and team govern this object."""
+        return self.model

@@ -38,9 +38,9 @@ ENDPOINTS = [
     ("PUT", f"{M}/versions/1/tags/owner", {"value": "ops"}, "write"),
     ("DELETE", f"{M}/versions/1/tags/stage", None, "write"),
     ("GET", f"{M}/aliases/", None, "read"),
-    ("GET", f"{M}/aliases/champion", None, "read"),
-    ("PUT", f"{M}/aliases/champion", {"version": 1}, "write"),
-    ("DELETE", f"{M}/aliases/champion", None, "write"),
+    ("GET", f"{M}/aliases/candidate", None, "read"),
+    ("PUT", f"{M}/aliases/candidate", {"version": 1}, "write"),
+    ("DELETE", f"{M}/aliases/candidate", None, "write"),
     ("GET", f"{M}/versions/1/files/", None, "read"),
     ("POST", f"{M}/versions/1/files/", FILE_REF, "write"),
     ("GET", f"{M}/versions/1/files/m.bin", None, "read"),
@@ -49,9 +49,9 @@ ENDPOINTS = [
     ("POST", f"{M}/versions/1/files/big.bin/multipart", {"size": 10, "sha256": "a" * 64}, "write"),
     ("POST", f"{M}/versions/1/finalize", None, "write"),
     ("GET", f"{M}/versions/1/archive", None, "read"),
-    ("GET", f"{M}/aliases/champion/files/", None, "read"),
-    ("GET", f"{M}/aliases/champion/files/m.bin", None, "read"),
-    ("GET", f"{M}/aliases/champion/archive", None, "read"),
+    ("GET", f"{M}/aliases/candidate/files/", None, "read"),
+    ("GET", f"{M}/aliases/candidate/files/m.bin", None, "read"),
+    ("GET", f"{M}/aliases/candidate/archive", None, "read"),
     ("GET", f"/api/v1/uploads/{UPLOAD}", None, "read"),
     ("PUT", f"/api/v1/uploads/{UPLOAD}/parts/1", b"data", "write"),
     ("POST", f"/api/v1/uploads/{UPLOAD}/complete", None, "write"),
@@ -77,7 +77,7 @@ def fraud(owner, team):
         actor=owner, name="fraud", team=team, visibility=Visibility.PRIVATE, tags={"task": "classification"}
     )
     version = services.model_version_create(actor=owner, model=model, tags={"stage": "candidate"})
-    services.model_alias_set(actor=owner, model=model, alias="champion", version=version)
+    services.model_alias_set(actor=owner, model=model, alias="candidate", version=version)
     services.version_file_upload(
         actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"data"), size=4
     )

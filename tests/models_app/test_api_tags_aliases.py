@@ -53,29 +53,29 @@ def two_versions(owner, internal_model):
 
 def test_alias_points_at_a_version_and_moves(api, owner, internal_model, two_versions):
     client = api(owner)
-    response = client.put("/api/v1/models/churn/aliases/champion", {"version": 1}, format="json")
+    response = client.put("/api/v1/models/churn/aliases/candidate", {"version": 1}, format="json")
     assert response.status_code == 200
     assert response.json()["version"] == 1
-    got = client.get("/api/v1/models/churn/aliases/champion").json()
-    assert got["version"] == 1 and got["aliases"] == ["champion"]
-    client.put("/api/v1/models/churn/aliases/champion", {"version": 2}, format="json")
-    assert client.get("/api/v1/models/churn/aliases/champion").json()["version"] == 2
+    got = client.get("/api/v1/models/churn/aliases/candidate").json()
+    assert got["version"] == 1 and got["aliases"] == ["candidate"]
+    client.put("/api/v1/models/churn/aliases/candidate", {"version": 2}, format="json")
+    assert client.get("/api/v1/models/churn/aliases/candidate").json()["version"] == 2
     assert client.get("/api/v1/models/churn/aliases/").json() == [
         {
-            "alias": "champion",
+            "alias": "candidate",
             "version": 2,
             "updated_by": "owner",
             "updated_at": ModelAlias.objects.get().updated_at.isoformat().replace("+00:00", "Z"),
         }
     ]
-    assert client.get("/api/v1/models/churn/").json()["aliases"] == {"champion": 2}
+    assert client.get("/api/v1/models/churn/").json()["aliases"] == {"candidate": 2}
     moved = AuditEvent.objects.filter(action="alias.set").order_by("id").last()
     assert (moved.before, moved.after) == (
-        {"alias": "champion", "version": 1},
-        {"alias": "champion", "version": 2},
+        {"alias": "candidate", "version": 1},
+        {"alias": "candidate", "version": 2},
     )
-    assert client.delete("/api/v1/models/churn/aliases/champion").status_code == 204
-    assert client.get("/api/v1/models/churn/aliases/champion").status_code == 404
+    assert client.delete("/api/v1/models/churn/aliases/candidate").status_code == 204
+    assert client.get("/api/v1/models/churn/aliases/candidate").status_code == 404
 
 
 @pytest.mark.parametrize("alias", ["latest", "LATEST", "3", "v3", "V12", "-x", "a b"])
@@ -87,7 +87,7 @@ def test_reserved_or_malformed_alias_names_are_refused(api, owner, internal_mode
 
 
 def test_alias_to_a_missing_version_is_400(api, owner, internal_model, two_versions):
-    response = api(owner).put("/api/v1/models/churn/aliases/champion", {"version": 9}, format="json")
+    response = api(owner).put("/api/v1/models/churn/aliases/candidate", {"version": 9}, format="json")
     assert response.status_code == 400
     assert "version" in response.json()["fields"]
 
@@ -97,4 +97,4 @@ def test_alias_cannot_point_into_another_model(owner, team, internal_model, two_
 
     other = services.registered_model_create(actor=owner, name="other", team=team)
     with pytest.raises(ValidationError):
-        services.model_alias_set(actor=owner, model=other, alias="champion", version=two_versions[0])
+        services.model_alias_set(actor=owner, model=other, alias="candidate", version=two_versions[0])

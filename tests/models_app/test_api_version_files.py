@@ -237,15 +237,15 @@ def test_archive_streams_a_tar_of_the_tree(api, owner, version):
 
 def test_files_by_alias(api, owner, internal_model, version):
     client = api(owner)
-    put(client, "m.bin", b"champion weights")
+    put(client, "m.bin", b"candidate weights")
     client.post(f"{V}/finalize")
-    client.put("/api/v1/models/churn/aliases/champion", {"version": 1}, format="json")
-    assert client.get("/api/v1/models/churn/aliases/champion/files/").json()[0]["path"] == "m.bin"
-    response = client.get("/api/v1/models/churn/aliases/champion/files/m.bin?redirect=false")
-    assert b"".join(response.streaming_content) == b"champion weights"
+    client.put("/api/v1/models/churn/aliases/candidate", {"version": 1}, format="json")
+    assert client.get("/api/v1/models/churn/aliases/candidate/files/").json()[0]["path"] == "m.bin"
+    response = client.get("/api/v1/models/churn/aliases/candidate/files/m.bin?redirect=false")
+    assert b"".join(response.streaming_content) == b"candidate weights"
     assert (
         client.put(
-            "/api/v1/models/churn/aliases/champion/files/x", b"", content_type="application/octet-stream"
+            "/api/v1/models/churn/aliases/candidate/files/x", b"", content_type="application/octet-stream"
         ).status_code
         == 405
     )

@@ -38,10 +38,10 @@ def test_catalog_searches_and_hides_private_models(owner, outsider, internal_mod
 def test_model_and_version_pages(owner, viewer, internal_model):
     version = services.model_version_create(actor=owner, model=internal_model, description="First try")
     services.version_file_upload(actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"w"), size=1)
-    services.model_alias_set(actor=owner, model=internal_model, alias="champion", version=version)
+    services.model_alias_set(actor=owner, model=internal_model, alias="candidate", version=version)
     client = signed_in(viewer)
     page = client.get("/models/churn/").content.decode()
-    assert "Predicts customer churn." in page and "@champion" in page and "First try" in page
+    assert "Predicts customer churn." in page and "@candidate" in page and "First try" in page
     page = client.get("/models/churn/versions/1/").content.decode()
     assert "m.bin" in page and "/api/v1/models/churn/versions/1/files/m.bin" in page
 

@@ -15,6 +15,10 @@ READ_PERMISSIONS: frozenset[str] = frozenset(
         "models_app.view_registeredmodel",
         "models_app.view_modelversion",
         "models_app.view_modelalias",
+        "models_app.view_check",
+        "models_app.view_promotion",
+        "models_app.view_promotionpolicy",
+        "models_app.view_aliashistory",
     }
 )
 

@@ -7,7 +7,7 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from models_app.auth_backends import team_roles
 from models_app.choices import TeamRole, Visibility
-from models_app.models import AccessToken, ModelAlias, ModelVersion, RegisteredModel
+from models_app.models import AccessToken, AuditEvent, ModelAlias, ModelVersion, Promotion, RegisteredModel
 
 
 def _visible_q(user, prefix: str = "") -> Q:
@@ -67,3 +67,36 @@ def team_list_for_contribution(*, user) -> QuerySet[Group]:
 def access_token_list(*, user) -> QuerySet[AccessToken]:
     """The caller's own tokens (admins manage everyone's in Django admin)."""
     return AccessToken.objects.filter(user=user).order_by("-created_at")
+
+
+def promotion_list(*, user) -> QuerySet[Promotion]:
+    """Promotion requests on models ``user`` may see (an approver's queue filters by state)."""
+    qs = Promotion.objects.select_related(
+        "version__model__team", "requested_by", "decided_by"
+    ).prefetch_related("approvals__approver")
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_superuser:
+        return qs
+    return qs.filter(_visible_q(user, "version__model__"))
+
+
+def audit_event_list(*, user) -> QuerySet[AuditEvent]:
+    """Admins read the whole log; contributors and approvers read their teams' models' events."""
+    qs = AuditEvent.objects.all()
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_superuser:
+        return qs
+    teams = [
+        tid for tid, role in team_roles(user).items() if role in (TeamRole.CONTRIBUTOR, TeamRole.APPROVER)
+    ]
+    return qs.filter(team_id__in=teams)
+
+
+def team_list(*, user) -> QuerySet[Group]:
+    """Admins see every team; others the teams they belong to."""
+    qs = Group.objects.order_by("name").prefetch_related("memberships__user")
+    if user.is_superuser:
+        return qs
+    return qs.filter(pk__in=list(team_roles(user)))

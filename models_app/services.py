@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from models_app import artifacts
-from models_app.choices import TokenScope, UploadState, VersionStatus, Visibility
+from models_app.choices import TeamRole, TokenScope, UploadState, VersionStatus, Visibility
 from models_app.models import (
     AccessToken,
     AliasHistory,
@@ -28,6 +28,7 @@ from models_app.models import (
     ModelVersion,
     PromotionPolicy,
     RegisteredModel,
+    TeamMembership,
     UploadSession,
     VersionFile,
     VersionTag,
@@ -881,3 +882,62 @@ def model_version_ready_hooks_run(*, version_id: int) -> None:
         return  # deleted or not READY: nothing to follow up
     for dotted in settings.MODELYARD_VERSION_READY_HOOKS:
         import_string(dotted)(version_id=version_id)
+
+
+# --- Teams and users ------------------------------------------------------------------------
+
+
+def require_admin(actor) -> None:
+    if not actor.is_superuser:
+        raise PermissionDenied("Only administrators manage teams and users.")
+
+
+@transaction.atomic
+def team_create(*, actor, name: str) -> Group:
+    """Create a team (a Django group that can own models)."""
+    require_admin(actor)
+    name = name.strip()
+    if not name or len(name) > 150:
+        raise ValidationError({"name": "Give a team name of 1-150 characters."})
+    if Group.objects.filter(name__iexact=name).exists():
+        raise Conflict(f"A team named '{name}' already exists.", field="name")
+    team = Group.objects.create(name=name)
+    audit_record(actor=actor, action="team.created", obj=team, after={"name": name})
+    return team
+
+
+@transaction.atomic
+def team_member_set(*, actor, team: Group, user, role: str) -> TeamMembership:
+    """Give ``user`` a role in ``team`` (replacing any role they had there)."""
+    require_admin(actor)
+    if role not in TeamRole.values:
+        raise ValidationError({"role": f"Use one of: {', '.join(TeamRole.values)}."})
+    membership = TeamMembership.objects.select_for_update().filter(team=team, user=user).first()
+    before = {"user": user.get_username(), "role": membership.role} if membership else None
+    if membership is None:
+        membership = TeamMembership(team=team, user=user)
+    membership.role = role
+    membership.save()
+    audit_record(
+        actor=actor,
+        action="membership.set",
+        obj=membership,
+        before=before,
+        after={"user": user.get_username(), "role": role},
+    )
+    return membership
+
+
+@transaction.atomic
+def team_member_remove(*, actor, team: Group, user) -> None:
+    require_admin(actor)
+    membership = TeamMembership.objects.filter(team=team, user=user).first()
+    if membership is None:
+        raise TeamMembership.DoesNotExist(f"{user.get_username()} is not in {team.name}.")
+    audit_record(
+        actor=actor,
+        action="membership.removed",
+        obj=membership,
+        before={"user": user.get_username(), "role": membership.role},
+    )
+    membership.delete()

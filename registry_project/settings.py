@@ -207,6 +207,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStatusEnum": "models_app.choices.VersionStatus",
+        "CheckStatusEnum": "models_app.choices.CheckStatus",
+        "StageEnum": "models_app.choices.Stage",
+    },
 }
 
 # --- Modelyard domain settings --------------------------------------------------------------

@@ -115,3 +115,14 @@ def private_model(owner, team):
     return services.registered_model_create(
         actor=owner, name="fraud", team=team, description="Flags fraud.", visibility=Visibility.PRIVATE
     )
+
+
+@pytest.fixture
+def approver(team) -> User:
+    return make_user("approver", team=team, role=TeamRole.APPROVER)
+
+
+@pytest.fixture
+def approver2(other_team) -> User:
+    """An approver from another team: approves on every model they can see."""
+    return make_user("approver2", team=other_team, role=TeamRole.APPROVER)

@@ -91,6 +91,7 @@ class ModelVersionSerializer(StrictModelSerializer):
             "model",
             "version",
             "status",
+            "stage",
             "status_message",
             "description",
             "source",
@@ -100,7 +101,7 @@ class ModelVersionSerializer(StrictModelSerializer):
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["version", "status", "status_message", "created_at", "updated_at"]
+        read_only_fields = ["version", "status", "stage", "status_message", "created_at", "updated_at"]
         extra_kwargs = {"source": {"allow_blank": True}, "description": {"allow_blank": True}}
 
     def get_aliases(self, obj: ModelVersion) -> list[str]:

@@ -3,7 +3,7 @@
 from django.urls import path, register_converter
 from rest_framework.routers import SimpleRouter
 
-from models_app.api import file_views, views
+from models_app.api import file_views, governance, views
 from models_app.validators import MODEL_NAME_RE
 
 
@@ -20,8 +20,12 @@ class ModelNameConverter:
 register_converter(ModelNameConverter, "modelname")
 
 router = SimpleRouter()
+router.trailing_slash = "/?"  # both /promotions/1/approve (as documented) and .../approve/ work
 router.register("models", views.RegisteredModelViewSet, basename="registeredmodel")
 router.register("tokens", views.AccessTokenViewSet, basename="accesstoken")
+router.register("promotions", governance.PromotionViewSet, basename="promotion")
+router.register("audit", governance.AuditEventViewSet, basename="auditevent")
+router.register("teams", governance.TeamViewSet, basename="team")
 
 version_list = views.ModelVersionViewSet.as_view({"get": "list", "post": "create"})
 version_detail = views.ModelVersionViewSet.as_view(
@@ -65,6 +69,18 @@ urlpatterns = [
         name="aliasfile_detail",
     ),
     path(f"{A}/archive", file_views.VersionArchiveView.as_view(), name="alias_archive"),
+    # Governance.
+    path(f"{V}/checks", governance.VersionCheckView.as_view(), name="modelversion_checks"),
+    path(f"{V}/promotions", governance.VersionPromotionView.as_view(), name="modelversion_promotions"),
+    path(
+        "models/<modelname:name>/policy", governance.ModelPolicyView.as_view(), name="promotionpolicy_detail"
+    ),
+    path(
+        "models/<modelname:name>/alias-history/",
+        governance.AliasHistoryView.as_view(),
+        name="aliashistory_list",
+    ),
+    path("teams/<str:team>/members/<str:username>", governance.TeamMemberView.as_view(), name="team_member"),
     # Resumable uploads in parts.
     path("uploads/<uuid:upload_id>", file_views.UploadSessionView.as_view(), name="uploadsession_detail"),
     path(

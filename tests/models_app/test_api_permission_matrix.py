@@ -56,6 +56,13 @@ ENDPOINTS = [
     ("PUT", f"/api/v1/uploads/{UPLOAD}/parts/1", b"data", "write"),
     ("POST", f"/api/v1/uploads/{UPLOAD}/complete", None, "write"),
     ("DELETE", f"/api/v1/uploads/{UPLOAD}", None, "write"),
+    ("GET", f"{M}/versions/1/checks", None, "read"),
+    ("POST", f"{M}/versions/1/checks", {"name": "integration", "status": "passed"}, "write"),
+    ("GET", f"{M}/versions/1/promotions", None, "read"),
+    ("POST", f"{M}/versions/2/promotions", {"target_stage": "staging"}, "write"),
+    ("GET", f"{M}/policy", None, "read"),
+    ("PATCH", f"{M}/policy", {"production_approvals": 2}, "write"),
+    ("GET", f"{M}/alias-history/", None, "read"),
 ]
 
 EXPECTED = {
@@ -78,6 +85,13 @@ def fraud(owner, team):
     )
     version = services.model_version_create(actor=owner, model=model, tags={"stage": "candidate"})
     services.model_alias_set(actor=owner, model=model, alias="candidate", version=version)
+    from models_app.models import PromotionPolicy
+
+    # A READY version 2 to promote; staging needs no check here, so the owner's row applies at once.
+    ready = services.model_version_create(actor=owner, model=model)
+    services.version_file_upload(actor=owner, version=ready, path="m.bin", stream=io.BytesIO(b"data"), size=4)
+    services.model_version_finalize(actor=owner, version=ready)
+    PromotionPolicy.objects.filter(model=model).update(required_checks={})
     services.version_file_upload(
         actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"data"), size=4
     )
@@ -145,8 +159,10 @@ def _api_routes() -> set[str]:
     return {r for r in routes if r.startswith("api/v1/") and "schema" not in r and "docs" not in r}
 
 
-# Routes tested by their own matrices elsewhere (tokens belong to their caller, not a model).
-COVERED_ELSEWHERE = {"tokens"}
+# Routes tested by their own matrices (below, and in test_api_tokens / test_api_audit_teams /
+# test_api_governance): tokens belong to their caller, teams and the audit log to admins and
+# owners, promotion decisions to approvers.
+COVERED_ELSEWHERE = {"tokens", "teams", "audit", "promotions"}
 
 
 def test_every_api_route_has_a_matrix_row():
@@ -163,3 +179,47 @@ def test_every_api_route_has_a_matrix_row():
         if route not in covered and not any(f"/{name}" in route for name in COVERED_ELSEWHERE)
     }
     assert not missing, f"routes with no permission-matrix row: {sorted(missing)}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/promotions/"),
+        ("GET", "/api/v1/promotions/1/"),
+        ("POST", "/api/v1/promotions/1/approve"),
+        ("POST", "/api/v1/promotions/1/reject"),
+        ("POST", "/api/v1/promotions/1/cancel"),
+        ("GET", "/api/v1/audit/"),
+        ("GET", "/api/v1/audit/1/"),
+        ("GET", "/api/v1/teams/"),
+        ("POST", "/api/v1/teams/"),
+        ("GET", "/api/v1/teams/risk/"),
+        ("PUT", "/api/v1/teams/risk/members/owner"),
+        ("DELETE", "/api/v1/teams/risk/members/owner"),
+    ],
+)
+def test_admin_and_approver_routes_refuse_anonymous_callers(api, method, path, db):
+    response = api(None).generic(method, path, data="{}", content_type="application/json")
+    assert response.status_code == 401
+
+
+def test_promotions_of_a_private_model_are_404_to_outsiders(api, owner, outsider, approver2, fraud):
+    from models_app import services_governance
+    from models_app.models import ModelVersion
+
+    version = ModelVersion.objects.get(model=fraud, version=2)
+    services_governance.check_report(
+        actor=None, version=version, name="loadable", status="passed", builtin=True
+    )
+    services_governance.check_report(
+        actor=None, version=version, name="security_scan", status="passed", builtin=True
+    )
+    promotion = services_governance.promotion_request(actor=owner, version=version, target_stage="production")
+    # approver2 holds the approver role in another team: a private model is invisible to them too.
+    for user in (outsider, approver2):
+        client = api(user)
+        assert client.get(f"/api/v1/promotions/{promotion.pk}/").status_code == 404
+        assert client.get("/api/v1/promotions/").json()["count"] == 0
+    # Without the approver role the answer is 403 for any id (it says nothing about the model).
+    assert api(outsider).post(f"/api/v1/promotions/{promotion.pk}/approve", {}, format="json").status_code == 403
+    assert api(approver2).post(f"/api/v1/promotions/{promotion.pk}/approve", {}, format="json").status_code == 404

@@ -367,3 +367,103 @@ def stage_set(*, version: ModelVersion, stage: str, actor, reason: str = "") -> 
         after={"stage": stage, "reason": reason},
     )
     return version
+
+
+# --- Built-in checks ------------------------------------------------------------------------
+
+
+def builtin_checks_run(*, version_id: int) -> None:
+    """Run ``security_scan`` then ``loadable`` on a READY version (a version-ready hook).
+
+    Idempotent: a redelivered task reports the same results again.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from models_app import artifacts, pickle_scan
+
+    version = ModelVersion.objects.select_related("model").get(pk=version_id)
+    for name in (SECURITY_SCAN, "loadable"):
+        check_report(actor=None, version=version, name=name, status=CheckStatus.RUNNING, builtin=True)
+    files = list(version.files.select_related("blob").order_by("path"))
+    store = artifacts.get_store()
+    with tempfile.TemporaryDirectory(prefix="modelyard-check-") as tmp:
+        root = Path(tmp)
+        results = []
+        for item in files:
+            target = root / item.path  # paths were validated on upload: relative, no '..'
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                for chunk in store.iter_bytes(item.blob_id):
+                    out.write(chunk)
+            with open(target, "rb") as fh:
+                results += pickle_scan.scan_stream(item.path, fh)
+        passed, summary, metrics = pickle_scan.summarize(results)
+        check_report(
+            actor=None,
+            version=version,
+            name=SECURITY_SCAN,
+            builtin=True,
+            status=CheckStatus.PASSED if passed else CheckStatus.FAILED,
+            summary=summary,
+            metrics=metrics,
+        )
+        outcome = _load_in_sandbox(root, allow_pickle=passed)
+    check_report(
+        actor=None,
+        version=version,
+        name="loadable",
+        builtin=True,
+        status=CheckStatus.PASSED if outcome.get("ok") else CheckStatus.FAILED,
+        summary=(
+            f"Loaded as {outcome['format']} and predicted {outcome['rows']} row(s)."
+            if outcome.get("ok")
+            else outcome.get("error", "failed")
+        ),
+        metrics={k: v for k, v in outcome.items() if k in ("format", "rows", "seconds")},
+    )
+
+
+def _load_in_sandbox(root, *, allow_pickle: bool) -> dict:
+    """Run ``models_app.loadcheck`` in a child process with CPU-time and memory limits."""
+    import json
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    from django.conf import settings
+
+    limit_bytes = settings.MODELYARD_CHECK_MEMORY_MB * 1024 * 1024
+    cpu_seconds = settings.MODELYARD_CHECK_TIMEOUT_SECONDS
+
+    def limits() -> None:  # runs in the child before exec
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+
+    command = [sys.executable, "-m", "models_app.loadcheck", str(root)] + (
+        ["--allow-pickle"] if allow_pickle else []
+    )
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(  # noqa: S603 - our own module, fixed arguments
+            command,
+            capture_output=True,
+            text=True,
+            timeout=cpu_seconds * 2,
+            preexec_fn=limits,
+            cwd=settings.BASE_DIR,
+            env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+        )
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"loading took longer than {cpu_seconds * 2} s"}
+    seconds = round(time.monotonic() - started, 2)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        reason = "killed: memory or CPU limit" if proc.returncode < 0 else f"exit code {proc.returncode}"
+        return {
+            "ok": False,
+            "error": f"the loader crashed ({reason}): {proc.stderr[-500:]}",
+            "seconds": seconds,
+        }
+    return {**json.loads(lines[-1]), "seconds": seconds}

@@ -229,7 +229,10 @@ MODELYARD_POLICY_DEFAULTS = {
     "protected_aliases": ["champion"],
 }
 # Called with version_id=… by a worker after a version becomes READY (each must be idempotent).
-MODELYARD_VERSION_READY_HOOKS: list[str] = []
+MODELYARD_VERSION_READY_HOOKS: list[str] = ["models_app.services_governance.builtin_checks_run"]
+# Limits of the sandboxed process that loads a model for the `loadable` check.
+MODELYARD_CHECK_MEMORY_MB = env_int("MODELYARD_CHECK_MEMORY_MB", 4096)
+MODELYARD_CHECK_TIMEOUT_SECONDS = env_int("MODELYARD_CHECK_TIMEOUT_SECONDS", 120)
 
 # --- Security -------------------------------------------------------------------------------
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)

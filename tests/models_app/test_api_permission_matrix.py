@@ -221,5 +221,10 @@ def test_promotions_of_a_private_model_are_404_to_outsiders(api, owner, outsider
         assert client.get(f"/api/v1/promotions/{promotion.pk}/").status_code == 404
         assert client.get("/api/v1/promotions/").json()["count"] == 0
     # Without the approver role the answer is 403 for any id (it says nothing about the model).
-    assert api(outsider).post(f"/api/v1/promotions/{promotion.pk}/approve", {}, format="json").status_code == 403
-    assert api(approver2).post(f"/api/v1/promotions/{promotion.pk}/approve", {}, format="json").status_code == 404
+    assert (
+        api(outsider).post(f"/api/v1/promotions/{promotion.pk}/approve", {}, format="json").status_code == 403
+    )
+    assert (
+        api(approver2).post(f"/api/v1/promotions/{promotion.pk}/approve", {}, format="json").status_code
+        == 404
+    )

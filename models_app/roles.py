@@ -37,6 +37,7 @@ _CONTRIBUTOR = frozenset(
         "models_app.change_check",
         "models_app.add_promotion",
         "models_app.change_promotionpolicy",
+        "models_app.add_webhook",
     }
 )
 

@@ -62,6 +62,7 @@ def audit_record(
     ctx = request_context.current()
     model = model or _model_of(obj)
     actor = actor if getattr(actor, "is_authenticated", False) else None
+    _emit_event_for(action, obj=obj, model=model, actor=actor, before=before, after=after)
     return AuditEvent.objects.create(
         actor=actor,
         actor_username=actor.get_username() if actor else "",
@@ -77,6 +78,26 @@ def audit_record(
         before=before,
         after=after,
     )
+
+
+def _emit_event_for(action: str, *, obj: Any, model, actor, before: dict | None, after: dict | None) -> None:
+    """Audited changes that subscribers care about also go to the event outbox (same transaction)."""
+    from models_app.services_events import AUDIT_EVENTS, event_emit
+
+    event_type = AUDIT_EVENTS.get(action)
+    if event_type is None:
+        return
+    if event_type == "check.completed" and (after or {}).get("status") not in ("passed", "failed"):
+        return
+    version = obj if isinstance(obj, ModelVersion) else getattr(obj, "version", None)
+    payload = {
+        "model": model.name if model else None,
+        "version": version.version if isinstance(version, ModelVersion) else None,
+        "actor": actor.get_username() if actor else None,
+        "before": before,
+        "after": after,
+    }
+    event_emit(type=event_type, model=model, payload=payload)
 
 
 def _require(actor, perm: str, obj: Any = None) -> None:

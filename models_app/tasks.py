@@ -11,3 +11,11 @@ def version_ready_task(self, version_id: int) -> None:
     from models_app.services import model_version_ready_hooks_run
 
     model_version_ready_hooks_run(version_id=version_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def webhook_deliveries_dispatch_task() -> None:
+    """Send due webhook deliveries (after each change, and every 30 s for retries)."""
+    from models_app.services_events import deliveries_dispatch
+
+    deliveries_dispatch()

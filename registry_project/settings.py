@@ -173,6 +173,10 @@ CELERY_TASK_TIME_LIMIT = 45 * 60
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    # Retries and anything missed while the broker was down: the outbox rows are the truth.
+    "webhook-deliveries": {"task": "models_app.tasks.webhook_deliveries_dispatch_task", "schedule": 30.0},
+}
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -230,6 +234,11 @@ MODELYARD_POLICY_DEFAULTS = {
 }
 # Called with version_id=… by a worker after a version becomes READY (each must be idempotent).
 MODELYARD_VERSION_READY_HOOKS: list[str] = ["models_app.services_governance.builtin_checks_run"]
+# Webhooks: receivers on loopback/private networks are refused unless allowed (SSRF guard).
+MODELYARD_WEBHOOK_ALLOW_PRIVATE = env_bool("MODELYARD_WEBHOOK_ALLOW_PRIVATE", False)
+MODELYARD_WEBHOOK_TIMEOUT_SECONDS = env_int("MODELYARD_WEBHOOK_TIMEOUT_SECONDS", 10)
+# Key for secrets the registry must read back (webhook signing secrets); defaults to SECRET_KEY.
+MODELYARD_ENCRYPTION_KEY = env_str("MODELYARD_ENCRYPTION_KEY")
 # Limits of the sandboxed process that loads a model for the `loadable` check.
 MODELYARD_CHECK_MEMORY_MB = env_int("MODELYARD_CHECK_MEMORY_MB", 4096)
 MODELYARD_CHECK_TIMEOUT_SECONDS = env_int("MODELYARD_CHECK_TIMEOUT_SECONDS", 120)

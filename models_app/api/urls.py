@@ -3,7 +3,7 @@
 from django.urls import path, register_converter
 from rest_framework.routers import SimpleRouter
 
-from models_app.api import file_views, governance, views
+from models_app.api import file_views, governance, views, webhooks
 from models_app.validators import MODEL_NAME_RE
 
 
@@ -26,6 +26,7 @@ router.register("tokens", views.AccessTokenViewSet, basename="accesstoken")
 router.register("promotions", governance.PromotionViewSet, basename="promotion")
 router.register("audit", governance.AuditEventViewSet, basename="auditevent")
 router.register("teams", governance.TeamViewSet, basename="team")
+router.register("webhooks", webhooks.WebhookViewSet, basename="webhook")
 
 version_list = views.ModelVersionViewSet.as_view({"get": "list", "post": "create"})
 version_detail = views.ModelVersionViewSet.as_view(

@@ -2,6 +2,7 @@ from models_app.models.access import AccessToken, TeamMembership
 from models_app.models.artifacts import Blob, UploadSession, VersionFile
 from models_app.models.audit import AuditEvent
 from models_app.models.catalog import ModelAlias, ModelTag, ModelVersion, RegisteredModel, VersionTag
+from models_app.models.events import DeliveryAttempt, Event, Webhook, WebhookDelivery
 from models_app.models.governance import (
     AliasHistory,
     Check,
@@ -18,6 +19,8 @@ __all__ = [
     "Blob",
     "Check",
     "CheckResult",
+    "DeliveryAttempt",
+    "Event",
     "ModelAlias",
     "ModelTag",
     "ModelVersion",
@@ -29,4 +32,6 @@ __all__ = [
     "UploadSession",
     "VersionFile",
     "VersionTag",
+    "Webhook",
+    "WebhookDelivery",
 ]

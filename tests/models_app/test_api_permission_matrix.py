@@ -162,7 +162,7 @@ def _api_routes() -> set[str]:
 # Routes tested by their own matrices (below, and in test_api_tokens / test_api_audit_teams /
 # test_api_governance): tokens belong to their caller, teams and the audit log to admins and
 # owners, promotion decisions to approvers.
-COVERED_ELSEWHERE = {"tokens", "teams", "audit", "promotions"}
+COVERED_ELSEWHERE = {"tokens", "teams", "audit", "promotions", "webhooks"}
 
 
 def test_every_api_route_has_a_matrix_row():
@@ -196,6 +196,14 @@ def test_every_api_route_has_a_matrix_row():
         ("GET", "/api/v1/teams/risk/"),
         ("PUT", "/api/v1/teams/risk/members/owner"),
         ("DELETE", "/api/v1/teams/risk/members/owner"),
+        ("GET", "/api/v1/webhooks/"),
+        ("POST", "/api/v1/webhooks/"),
+        ("GET", "/api/v1/webhooks/1/"),
+        ("PATCH", "/api/v1/webhooks/1/"),
+        ("DELETE", "/api/v1/webhooks/1/"),
+        ("GET", "/api/v1/webhooks/1/deliveries/"),
+        ("POST", "/api/v1/webhooks/1/ping"),
+        ("POST", "/api/v1/webhooks/1/deliveries/0b7c1a9e-5f7e-4c43-9d0c-6a4be0c2f001/redeliver"),
     ],
 )
 def test_admin_and_approver_routes_refuse_anonymous_callers(api, method, path, db):

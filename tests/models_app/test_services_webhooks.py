@@ -26,7 +26,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append({"headers": dict(self.headers), "body": body})
                 code = receiver.statuses.pop(0) if receiver.statuses else 200
@@ -59,7 +59,7 @@ def make_due() -> None:
 
 
 def test_a_delivery_is_signed_and_verifiable(owner, team, receiver, django_capture_on_commit_callbacks):
-    hook, secret = services_events.webhook_create(
+    _hook, secret = services_events.webhook_create(
         actor=owner, name="ci", url=receiver.url, events=["model.created", "version.created"]
     )
     services.registered_model_create(actor=owner, name="churn", team=team)

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 
-from models_app import services
+from models_app import services, services_events, services_governance
 from models_app.models import (
     AccessToken,
+    AliasHistory,
     AuditEvent,
+    Check,
+    CheckResult,
+    DeliveryAttempt,
+    Event,
     ModelAlias,
     ModelTag,
     ModelVersion,
+    Promotion,
+    PromotionPolicy,
     RegisteredModel,
     TeamMembership,
     VersionTag,
+    Webhook,
+    WebhookDelivery,
 )
+from registry_project.errors import Conflict
 
 
 class ModelTagInline(admin.TabularInline):
@@ -52,11 +63,21 @@ class RegisteredModelAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "status", "created_by", "created_at", "updated_at")
-    list_filter = ("status", "model__team")
+    list_display = ("__str__", "status", "stage", "created_by", "created_at", "updated_at")
+    list_filter = ("status", "stage", "model__team")
     list_select_related = ("model", "created_by")
     search_fields = ("model__name", "description", "source")
-    readonly_fields = ("model", "version", "status", "created_by", "created_at", "updated_at")
+    # Stages move only through promotions (Promotions admin, the API or the UI queue).
+    readonly_fields = (
+        "model",
+        "version",
+        "status",
+        "stage",
+        "manifest_digest",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
     inlines = [VersionTagInline]
 
     def has_add_permission(self, request):  # versions are numbered by the service, via the API
@@ -125,3 +146,141 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- Governance -----------------------------------------------------------------------------
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written only by services: visible in admin, never edited there."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PromotionPolicy)
+class PromotionPolicyAdmin(admin.ModelAdmin):
+    list_display = (
+        "model",
+        "production_approvals",
+        "staging_approvals",
+        "allow_self_approval",
+        "on_new_production",
+    )
+    search_fields = ("model__name",)
+    readonly_fields = ("model", "updated_at")
+
+    def has_add_permission(self, request):  # created with the model's first use
+        return False
+
+    def save_model(self, request, obj, form, change):
+        changes = {field: form.cleaned_data[field] for field in form.changed_data}
+        services_governance.policy_update(actor=request.user, model=obj.model, **changes)
+
+
+class CheckResultInline(admin.TabularInline):
+    model = CheckResult
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "status", "summary", "reported_by")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Check)
+class CheckAdmin(ReadOnlyAdmin):
+    list_display = ("version", "name", "status", "builtin", "updated_at")
+    list_filter = ("status", "builtin", "name")
+    list_select_related = ("version__model",)
+    search_fields = ("version__model__name", "name", "summary")
+    inlines = [CheckResultInline]
+
+
+@admin.register(Promotion)
+class PromotionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "version", "from_stage", "target_stage", "state", "requested_by", "created_at")
+    list_filter = ("state", "target_stage")
+    list_select_related = ("version__model", "requested_by")
+    search_fields = ("version__model__name", "comment")
+    actions = ["approve", "reject"]
+
+    @admin.action(description="Approve selected requests")
+    def approve(self, request, queryset):
+        for promotion in queryset:
+            try:
+                services_governance.promotion_approve(
+                    actor=request.user, promotion=promotion, comment="via admin"
+                )
+            except (Conflict, PermissionDenied, ValidationError) as exc:
+                messages.error(request, f"#{promotion.pk}: {getattr(exc, 'message', exc)}")
+            else:
+                messages.success(request, f"#{promotion.pk} approved.")
+
+    @admin.action(description="Reject selected requests")
+    def reject(self, request, queryset):
+        for promotion in queryset:
+            try:
+                services_governance.promotion_reject(
+                    actor=request.user, promotion=promotion, comment="Rejected in admin"
+                )
+            except (Conflict, PermissionDenied, ValidationError) as exc:
+                messages.error(request, f"#{promotion.pk}: {getattr(exc, 'message', exc)}")
+
+
+@admin.register(AliasHistory)
+class AliasHistoryAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "model", "alias", "from_version", "to_version", "actor", "reason")
+    list_filter = ("alias",)
+    search_fields = ("model__name", "alias", "reason")
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ("name", "url", "owner", "active", "created_at")
+    list_filter = ("active",)
+    search_fields = ("name", "url", "owner__username")
+    fields = ("name", "url", "events", "active", "owner")
+    readonly_fields = ("owner", "url")
+
+    def has_add_permission(self, request):  # created where the secret can be shown once (API)
+        return False
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ("attempted_at", "status_code", "duration_ms", "error")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("delivery_id", "webhook", "event", "state", "attempts", "last_status_code", "created_at")
+    list_filter = ("state",)
+    list_select_related = ("webhook", "event")
+    inlines = [DeliveryAttemptInline]
+    actions = ["redeliver"]
+
+    @admin.action(description="Deliver selected again")
+    def redeliver(self, request, queryset):
+        for delivery in queryset:
+            services_events.delivery_redeliver(actor=request.user, delivery=delivery)
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "type", "model_name")
+    list_filter = ("type",)
+    search_fields = ("model_name",)

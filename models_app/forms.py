@@ -2,7 +2,7 @@
 
 from django import forms
 
-from models_app.choices import TokenScope
+from models_app.choices import Stage, TokenScope
 
 
 class AccessTokenCreateForm(forms.Form):
@@ -11,3 +11,45 @@ class AccessTokenCreateForm(forms.Form):
         choices=TokenScope.choices, widget=forms.CheckboxSelectMultiple, initial=[TokenScope.READ]
     )
     expires_in_days = forms.IntegerField(min_value=1, initial=90, label="Expires in (days)")
+
+
+class PromotionRequestForm(forms.Form):
+    target_stage = forms.ChoiceField(choices=Stage.choices, label="Move to")
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=5000)
+    alias = forms.CharField(
+        required=False, max_length=255, help_text="Optional: point this alias at it when applied."
+    )
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=5000)
+
+
+class PolicyForm(forms.Form):
+    staging_checks = forms.CharField(required=False, help_text="Comma-separated check names.")
+    production_checks = forms.CharField(required=False, help_text="Comma-separated check names.")
+    production_approvals = forms.IntegerField(min_value=0, max_value=10)
+    staging_approvals = forms.IntegerField(min_value=0, max_value=10)
+    allow_self_approval = forms.BooleanField(required=False, help_text="Off means four eyes.")
+    on_new_production = forms.ChoiceField(
+        choices=[("archive", "Archive the previous one"), ("none", "Move it back to experimentation")]
+    )
+    protected_aliases = forms.CharField(required=False, help_text="Comma-separated alias names.")
+
+    @staticmethod
+    def _names(value: str) -> list[str]:
+        return [n.strip() for n in value.split(",") if n.strip()]
+
+    def to_policy(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "required_checks": {
+                "staging": self._names(data["staging_checks"]),
+                "production": self._names(data["production_checks"]),
+            },
+            "production_approvals": data["production_approvals"],
+            "staging_approvals": data["staging_approvals"],
+            "allow_self_approval": data["allow_self_approval"],
+            "on_new_production": data["on_new_production"],
+            "protected_aliases": self._names(data["protected_aliases"]),
+        }

@@ -1,7 +1,7 @@
 """Routes of the catalog UI."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, re_path
 
 from models_app import views
 
@@ -11,6 +11,13 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("models/<str:name>/", views.registeredmodel_detail, name="registeredmodel_detail"),
     path("models/<str:name>/versions/<int:version>/", views.modelversion_detail, name="modelversion_detail"),
+    path("models/<str:name>/policy/", views.promotionpolicy_edit, name="promotionpolicy_edit"),
+    path("promotions/", views.promotion_queue, name="promotion_list"),
+    re_path(
+        r"^promotions/(?P<pk>\d+)/(?P<decision>approve|reject)/$",
+        views.promotion_decide,
+        name="promotion_decide",
+    ),
     path("tokens/", views.accesstoken_list, name="accesstoken_list"),
     path("tokens/<int:pk>/revoke/", views.accesstoken_revoke, name="accesstoken_revoke"),
 ]

@@ -57,6 +57,14 @@ class PromotionPolicy(models.Model):
     def checks_for(self, stage: str) -> list[str]:
         return list((self.required_checks or {}).get(stage, []))
 
+    @property
+    def checks_for_staging(self) -> str:
+        return ", ".join(self.checks_for(Stage.STAGING))
+
+    @property
+    def checks_for_production(self) -> str:
+        return ", ".join(self.checks_for(Stage.PRODUCTION))
+
 
 class Check(models.Model):
     """The latest result of one named check (integration, data, built-in) on a version."""

@@ -77,3 +77,72 @@ def test_forms_are_csrf_protected(owner):
     client.force_login(owner)
     assert client.post("/tokens/", {"name": "x", "scopes": ["read"], "expires_in_days": 1}).status_code == 403
     assert not AccessToken.objects.exists()
+
+
+def _ready(owner, model, checks=("loadable", "security_scan")):
+    from models_app import services_governance
+
+    version = services.model_version_create(actor=owner, model=model)
+    services.version_file_upload(actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"w"), size=1)
+    services.model_version_finalize(actor=owner, version=version)
+    for name in checks:
+        services_governance.check_report(
+            actor=None, version=version, name=name, status="passed", builtin=True
+        )
+    return version
+
+
+def test_an_owner_requests_and_an_approver_approves_in_the_ui(owner, approver, internal_model):
+    from models_app.models import ModelVersion
+
+    _ready(owner, internal_model)
+    page = signed_in(owner).post(
+        "/models/churn/versions/1/", {"target_stage": "production", "comment": "better AUC"}
+    )
+    assert page.status_code == 302
+    queue = signed_in(approver).get("/promotions/").content.decode()
+    assert "churn version 1" in queue and "better AUC" in queue and "Approve" in queue
+    promotion_id = internal_model.versions.get().promotions.get().pk
+    assert (
+        signed_in(approver).post(f"/promotions/{promotion_id}/approve/", {"comment": "ok"}).status_code == 302
+    )
+    assert ModelVersion.objects.get().stage == "production"
+    page = signed_in(approver).get("/models/churn/").content.decode()
+    assert "Production" in page and "promotion.applied" in page  # the team's approvers read its history
+
+
+def test_reject_without_a_reason_is_refused_in_the_ui(owner, approver, internal_model):
+    _ready(owner, internal_model)
+    signed_in(owner).post("/models/churn/versions/1/", {"target_stage": "production"})
+    promotion = internal_model.versions.get().promotions.get()
+    client = signed_in(approver)
+    response = client.post(f"/promotions/{promotion.pk}/reject/", {"comment": ""}, follow=True)
+    assert "Say why" in response.content.decode()
+    promotion.refresh_from_db()
+    assert promotion.state == "pending"
+
+
+def test_viewers_see_no_request_form_and_no_approve_buttons(owner, viewer, internal_model):
+    _ready(owner, internal_model)
+    assert "Request the move" not in signed_in(viewer).get("/models/churn/versions/1/").content.decode()
+    signed_in(owner).post("/models/churn/versions/1/", {"target_stage": "production"})
+    assert ">Approve<" not in signed_in(viewer).get("/promotions/").content.decode()
+
+
+def test_policy_form_is_for_owners(owner, viewer, internal_model):
+    assert signed_in(viewer).get("/models/churn/policy/").status_code == 403
+    response = signed_in(owner).post(
+        "/models/churn/policy/",
+        {
+            "staging_checks": "loadable",
+            "production_checks": "loadable, integration",
+            "production_approvals": 2,
+            "staging_approvals": 0,
+            "on_new_production": "archive",
+            "protected_aliases": "champion, prod",
+        },
+    )
+    assert response.status_code == 302
+    policy = services.policy_get(model=internal_model)
+    assert policy.production_approvals == 2 and policy.checks_for("production") == ["loadable", "integration"]
+    assert policy.protected_aliases == ["champion", "prod"]

@@ -2,7 +2,7 @@
 
 from django import forms
 
-from models_app.choices import Stage, TokenScope
+from models_app.choices import Stage, TeamRole, TokenScope
 
 
 class AccessTokenCreateForm(forms.Form):
@@ -53,3 +53,12 @@ class PolicyForm(forms.Form):
             "on_new_production": data["on_new_production"],
             "protected_aliases": self._names(data["protected_aliases"]),
         }
+
+
+class TeamCreateForm(forms.Form):
+    name = forms.CharField(max_length=150, label="New team")
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=TeamRole.choices)

@@ -18,6 +18,7 @@ urlpatterns = [
         views.promotion_decide,
         name="promotion_decide",
     ),
+    path("teams/", views.team_list, name="team_list"),
     path("tokens/", views.accesstoken_list, name="accesstoken_list"),
     path("tokens/<int:pk>/revoke/", views.accesstoken_revoke, name="accesstoken_revoke"),
 ]

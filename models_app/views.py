@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,7 +14,14 @@ from django.views.decorators.http import require_POST
 from models_app import selectors, services, services_governance
 from models_app.choices import PromotionState
 from models_app.filtersets import RegisteredModelFilterSet
-from models_app.forms import AccessTokenCreateForm, DecisionForm, PolicyForm, PromotionRequestForm
+from models_app.forms import (
+    AccessTokenCreateForm,
+    DecisionForm,
+    MemberForm,
+    PolicyForm,
+    PromotionRequestForm,
+    TeamCreateForm,
+)
 from registry_project.errors import Conflict
 
 
@@ -194,3 +202,41 @@ def accesstoken_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     services.access_token_revoke(actor=request.user, token=token)
     messages.success(request, f"Token '{token.name}' revoked.")
     return redirect("accesstoken_list")
+
+
+@login_required
+def team_list(request: HttpRequest) -> HttpResponse:
+    """Teams and their members; administrators create teams and set roles here."""
+    create_form, member_form = TeamCreateForm(prefix="team"), MemberForm(prefix="member")
+    if request.method == "POST":
+        try:
+            if "team-name" in request.POST:
+                create_form = TeamCreateForm(request.POST, prefix="team")
+                if create_form.is_valid():
+                    services.team_create(actor=request.user, name=create_form.cleaned_data["name"])
+                    messages.success(request, "Team created.")
+                    return redirect("team_list")
+            else:
+                team = get_object_or_404(selectors.team_list(user=request.user), pk=request.POST.get("team"))
+                member_form = MemberForm(request.POST, prefix="member")
+                if member_form.is_valid():
+                    user = get_object_or_404(get_user_model(), username=member_form.cleaned_data["username"])
+                    if request.POST.get("remove"):
+                        services.team_member_remove(actor=request.user, team=team, user=user)
+                    else:
+                        services.team_member_set(
+                            actor=request.user, team=team, user=user, role=member_form.cleaned_data["role"]
+                        )
+                    messages.success(request, f"{team.name} updated.")
+                    return redirect("team_list")
+        except (Conflict, ValidationError, PermissionDenied, ObjectDoesNotExist) as exc:
+            messages.error(request, _error_text(exc))
+    return render(
+        request,
+        "models_app/team_list.html",
+        {
+            "teams": selectors.team_list(user=request.user),
+            "create_form": create_form,
+            "member_form": member_form,
+        },
+    )

@@ -146,3 +146,26 @@ def test_policy_form_is_for_owners(owner, viewer, internal_model):
     policy = services.policy_get(model=internal_model)
     assert policy.production_approvals == 2 and policy.checks_for("production") == ["loadable", "integration"]
     assert policy.protected_aliases == ["champion", "prod"]
+
+
+def test_admins_manage_teams_in_the_ui(admin_user, owner, viewer):
+    from django.contrib.auth.models import Group
+
+    from models_app.models import TeamMembership
+
+    client = signed_in(admin_user)
+    assert client.post("/teams/", {"team-name": "vision"}).status_code == 302
+    team = Group.objects.get(name="vision")
+    response = client.post(
+        "/teams/", {"team": team.pk, "member-username": "viewer", "member-role": "approver"}
+    )
+    assert response.status_code == 302
+    assert TeamMembership.objects.get(team=team, user=viewer).role == "approver"
+    client.post(
+        "/teams/", {"team": team.pk, "member-username": "viewer", "member-role": "approver", "remove": "1"}
+    )
+    assert not TeamMembership.objects.filter(team=team).exists()
+    page = signed_in(owner).get("/teams/").content.decode()
+    assert "risk" in page and "vision" not in page and "Create a team" not in page
+    signed_in(owner).post("/teams/", {"team-name": "sneaky"})
+    assert not Group.objects.filter(name="sneaky").exists()

@@ -8,6 +8,7 @@ from registry_project import health, views
 
 api_v1 = [
     path("", include("models_app.api.urls")),
+    path("", include("lineage_app.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
 ]

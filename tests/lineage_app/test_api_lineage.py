@@ -282,3 +282,27 @@ def test_private_lineage_never_reaches_outsiders(api, owner, outsider, team):
     assert client.get(f"/api/v1/lineage/commits/{'a' * 40}?model=fraud").json()["versions"] == []
     assert client.get("/api/v1/models/fraud/versions/1/lineage").status_code == 404
     assert client.get("/api/v1/lineage/graph?model=fraud&version=1").status_code == 404
+
+
+def test_lineage_pages(owner, internal_model):
+    from django.test import Client
+
+    make_version(owner, internal_model, lineage_doc(dataset_digest="sha256:old", auc=0.86))
+    make_version(
+        owner, internal_model, lineage_doc(dataset_digest="sha256:new", auc=0.91, ancestors=["a" * 40])
+    )
+    client = Client()
+    client.force_login(owner)
+    page = client.get("/models/churn/versions/2/").content.decode()
+    assert (
+        "<svg" in page
+        and "transactions" in page
+        and "<script" not in page.split("<svg", 1)[1].split("</svg>")[0]
+    )
+    page = client.get("/models/churn/compare/?a=1&b=2").content.decode()
+    assert "The transactions data changed" in page and "+0.05" in page
+    page = client.get("/lineage/exposure/?package=tensorflow&specifier=%3C2.11.1").content.decode()
+    assert "churn v1" in page and "churn v2" in page
+    assert "not a PEP 440" in client.get("/lineage/exposure/?package=tf&specifier=%3C%3C").content.decode()
+    page = client.get("/lineage/commits/?sha=" + "a" * 40 + "&model=churn").content.decode()
+    assert "includes the commit" in page

@@ -42,7 +42,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "registry_project.observability.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "registry_project.observability.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -223,6 +225,7 @@ MODELYARD_TOKEN_DEFAULT_DAYS = env_int("MODELYARD_TOKEN_DEFAULT_DAYS", 90)
 MODELYARD_TOKEN_MAX_DAYS = env_int("MODELYARD_TOKEN_MAX_DAYS", 366)
 MODELYARD_MAX_FILE_SIZE = env_int("MODELYARD_MAX_FILE_SIZE", 50 * 1024**3)
 MODELYARD_MAX_FILES_PER_VERSION = env_int("MODELYARD_MAX_FILES_PER_VERSION", 10_000)
+MODELYARD_METRICS_TOKEN = env_str("MODELYARD_METRICS_TOKEN")
 MODELYARD_MAX_JSON_BYTES = env_int("MODELYARD_MAX_JSON_BYTES", 2 * 1024 * 1024)
 MODELYARD_UPLOAD_PART_SIZE = env_int("MODELYARD_UPLOAD_PART_SIZE", 64 * 1024**2)
 MODELYARD_UPLOAD_SESSION_HOURS = env_int("MODELYARD_UPLOAD_SESSION_HOURS", 24)
@@ -255,6 +258,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -263,11 +267,20 @@ if env_bool("USE_X_FORWARDED_PROTO", False):
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")  # "json" for one JSON object a line
+if LOG_FORMAT not in ("plain", "json"):
+    raise ConfigError(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request": {"()": "registry_project.observability.RequestContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "registry_project.observability.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from registry_project import health, views
+from registry_project import health, observability, views
 
 api_v1 = [
     path("", include("models_app.api.urls")),
@@ -16,6 +16,7 @@ api_v1 = [
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", observability.metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
     path("", include("lineage_app.urls")),

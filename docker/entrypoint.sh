@@ -1,0 +1,23 @@
+#!/bin/sh
+# Container entry point: `web`, `worker`, `beat`, `migrate`, or any manage.py command.
+set -eu
+cd /opt/modelyard
+role="${1:-web}"
+[ $# -gt 0 ] && shift
+case "$role" in
+  web)
+    if [ "${MODELYARD_MIGRATE_ON_START:-false}" = "true" ]; then python manage.py migrate --noinput; fi
+    exec gunicorn registry_project.wsgi:application \
+      --bind "${MODELYARD_BIND:-0.0.0.0:8000}" --worker-class gthread \
+      --workers "${WEB_CONCURRENCY:-2}" --threads "${WEB_THREADS:-4}" --timeout "${WEB_TIMEOUT:-300}" \
+      --access-logfile - "$@" ;;
+  worker)
+    exec celery -A registry_project worker --loglevel "${LOG_LEVEL:-INFO}" \
+      --concurrency "${CELERY_CONCURRENCY:-2}" --queues "${CELERY_QUEUES:-celery,deployments}" "$@" ;;
+  beat)
+    exec celery -A registry_project beat --loglevel "${LOG_LEVEL:-INFO}" "$@" ;;
+  migrate)
+    exec python manage.py migrate --noinput "$@" ;;
+  *)
+    exec python manage.py "$role" "$@" ;;
+esac

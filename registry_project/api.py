@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -17,6 +18,7 @@ from django.db import IntegrityError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -37,6 +39,18 @@ _CODES = {
     415: "unsupported_media_type",
     429: "throttled",
 }
+
+
+class LimitedJSONParser(JSONParser):
+    """JSON bodies up to ``MODELYARD_MAX_JSON_BYTES``: larger ones are refused before parsing."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        request = (parser_context or {}).get("request")
+        length = request.META.get("CONTENT_LENGTH") if request is not None else None
+        limit = settings.MODELYARD_MAX_JSON_BYTES
+        if length and length.isdigit() and int(length) > limit:
+            raise exceptions.ParseError(f"The JSON body is larger than {limit} bytes.")
+        return super().parse(stream, media_type, parser_context)
 
 
 class Pagination(PageNumberPagination):

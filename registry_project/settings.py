@@ -194,7 +194,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "registry_project.api.Pagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["registry_project.api.LimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "registry_project.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -223,6 +223,7 @@ MODELYARD_TOKEN_DEFAULT_DAYS = env_int("MODELYARD_TOKEN_DEFAULT_DAYS", 90)
 MODELYARD_TOKEN_MAX_DAYS = env_int("MODELYARD_TOKEN_MAX_DAYS", 366)
 MODELYARD_MAX_FILE_SIZE = env_int("MODELYARD_MAX_FILE_SIZE", 50 * 1024**3)
 MODELYARD_MAX_FILES_PER_VERSION = env_int("MODELYARD_MAX_FILES_PER_VERSION", 10_000)
+MODELYARD_MAX_JSON_BYTES = env_int("MODELYARD_MAX_JSON_BYTES", 2 * 1024 * 1024)
 MODELYARD_UPLOAD_PART_SIZE = env_int("MODELYARD_UPLOAD_PART_SIZE", 64 * 1024**2)
 MODELYARD_UPLOAD_SESSION_HOURS = env_int("MODELYARD_UPLOAD_SESSION_HOURS", 24)
 MODELYARD_GC_GRACE_HOURS = env_int("MODELYARD_GC_GRACE_HOURS", 24)
@@ -233,7 +234,10 @@ MODELYARD_POLICY_DEFAULTS = {
     "protected_aliases": ["champion"],
 }
 # Called with version_id=… by a worker after a version becomes READY (each must be idempotent).
-MODELYARD_VERSION_READY_HOOKS: list[str] = ["models_app.services_governance.builtin_checks_run"]
+MODELYARD_VERSION_READY_HOOKS: list[str] = [
+    "lineage_app.services.lineage_capture_from_files",
+    "models_app.services_governance.builtin_checks_run",
+]
 # Webhooks: receivers on loopback/private networks are refused unless allowed (SSRF guard).
 MODELYARD_WEBHOOK_ALLOW_PRIVATE = env_bool("MODELYARD_WEBHOOK_ALLOW_PRIVATE", False)
 MODELYARD_WEBHOOK_TIMEOUT_SECONDS = env_int("MODELYARD_WEBHOOK_TIMEOUT_SECONDS", 10)

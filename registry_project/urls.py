@@ -8,6 +8,7 @@ from registry_project import health, views
 
 api_v1 = [
     path("", include("models_app.api.urls")),
+    path("", include("lineage_app.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
 ]
@@ -17,6 +18,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
+    path("", include("lineage_app.urls")),
     path("", include("models_app.urls")),
 ]
 

@@ -28,6 +28,27 @@ from models_app.models import (
 from registry_project.errors import Conflict
 
 
+def _save_tags_through_services(request, formset, *, set_tag, delete_tag) -> None:
+    """Apply a tag inline's edits with the tag services (permission check, audit, events)."""
+    # What the admin's own change message reads from a saved formset.
+    formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+    for form in formset.deleted_forms:
+        if form.instance.pk:
+            delete_tag(actor=request.user, key=form.instance.key)
+            formset.deleted_objects.append(form.instance)
+    for form in formset.forms:
+        if form in formset.deleted_forms or not form.has_changed() or not form.cleaned_data:
+            continue
+        old_key = form.initial.get("key")
+        if form.instance.pk and old_key and old_key != form.cleaned_data["key"]:
+            delete_tag(actor=request.user, key=old_key)  # a renamed key: drop the old one
+        tag = set_tag(actor=request.user, key=form.cleaned_data["key"], value=form.cleaned_data["value"])
+        if form.instance.pk:
+            formset.changed_objects.append((tag, form.changed_data))
+        else:
+            formset.new_objects.append(tag)
+
+
 class ModelTagInline(admin.TabularInline):
     model = ModelTag
     extra = 0
@@ -39,15 +60,22 @@ class VersionTagInline(admin.TabularInline):
 
 
 class ModelAliasInline(admin.TabularInline):
+    """Shown, not edited: aliases move through the alias API (history, protected aliases)."""
+
     model = ModelAlias
     extra = 0
     fields = ("alias", "version", "updated_by", "updated_at")
-    readonly_fields = ("updated_by", "updated_at")
-    raw_id_fields = ("version",)
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(RegisteredModel)
 class RegisteredModelAdmin(admin.ModelAdmin):
+    """Models are registered, changed and deleted here through the same services as the API."""
+
     list_display = ("name", "team", "visibility", "last_version_number", "created_by", "updated_at")
     list_filter = ("visibility", "team")
     list_select_related = ("team", "created_by")
@@ -56,9 +84,43 @@ class RegisteredModelAdmin(admin.ModelAdmin):
     inlines = [ModelTagInline, ModelAliasInline]
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        if change:
+            changes = {f: form.cleaned_data[f] for f in form.changed_data if f in _MODEL_FIELDS}
+            if changes:
+                services.registered_model_update(actor=request.user, model=obj, **changes)
+            return
+        created = services.registered_model_create(
+            actor=request.user,
+            name=obj.name,
+            team=obj.team,
+            description=obj.description,
+            visibility=obj.visibility,
+        )
+        # The admin goes on with ``obj`` (inlines, redirect): make it the row the service wrote.
+        obj.pk, obj.created_by, obj.created_at = created.pk, created.created_by, created.created_at
+        obj._state.adding, obj._state.db = False, created._state.db
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is ModelTag:
+            model = form.instance
+            _save_tags_through_services(
+                request,
+                formset,
+                set_tag=lambda **kw: services.model_tag_set(model=model, **kw),
+                delete_tag=lambda **kw: services.model_tag_delete(model=model, **kw),
+            )
+            return
+        super().save_formset(request, form, formset, change)
+
+    def delete_model(self, request, obj):
+        services.registered_model_delete(actor=request.user, model=obj)
+
+    def delete_queryset(self, request, queryset):
+        for model in queryset:
+            services.registered_model_delete(actor=request.user, model=model)
+
+
+_MODEL_FIELDS = ("name", "description", "team", "visibility")
 
 
 @admin.register(ModelVersion)
@@ -89,13 +151,53 @@ class ModelVersionAdmin(admin.ModelAdmin):
             fields.append("source")
         return fields
 
+    def save_model(self, request, obj, form, change):
+        changes = {f: form.cleaned_data[f] for f in form.changed_data if f in ("description", "source")}
+        if changes:
+            services.model_version_update(actor=request.user, version=obj, **changes)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is VersionTag:
+            version = form.instance
+            _save_tags_through_services(
+                request,
+                formset,
+                set_tag=lambda **kw: services.version_tag_set(version=version, **kw),
+                delete_tag=lambda **kw: services.version_tag_delete(version=version, **kw),
+            )
+            return
+        super().save_formset(request, form, formset, change)
+
+    def delete_model(self, request, obj):
+        services.model_version_delete(actor=request.user, version=obj)
+
+    def delete_queryset(self, request, queryset):
+        for version in queryset:
+            services.model_version_delete(actor=request.user, version=version)
+
 
 @admin.register(TeamMembership)
 class TeamMembershipAdmin(admin.ModelAdmin):
+    """Roles are set and removed through the team services, so every change is audited."""
+
     list_display = ("team", "user", "role", "created_at")
     list_filter = ("role", "team")
     search_fields = ("user__username", "team__name")
     raw_id_fields = ("user",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("team", "user") if obj is not None else ()
+
+    def save_model(self, request, obj, form, change):
+        saved = services.team_member_set(actor=request.user, team=obj.team, user=obj.user, role=obj.role)
+        obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db
+
+    def delete_model(self, request, obj):
+        services.team_member_remove(actor=request.user, team=obj.team, user=obj.user)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("team", "user"):
+            services.team_member_remove(actor=request.user, team=membership.team, user=membership.user)
 
 
 @admin.register(AccessToken)
@@ -252,6 +354,18 @@ class WebhookAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):  # created where the secret can be shown once (API)
         return False
+
+    def save_model(self, request, obj, form, change):
+        changes = {f: form.cleaned_data[f] for f in form.changed_data if f in ("name", "events", "active")}
+        if changes:
+            services_events.webhook_update(actor=request.user, hook=Webhook.objects.get(pk=obj.pk), **changes)
+
+    def delete_model(self, request, obj):
+        services_events.webhook_delete(actor=request.user, hook=obj)
+
+    def delete_queryset(self, request, queryset):
+        for hook in queryset:
+            services_events.webhook_delete(actor=request.user, hook=hook)
 
 
 class DeliveryAttemptInline(admin.TabularInline):

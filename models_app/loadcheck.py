@@ -34,6 +34,21 @@ def _trusted_skops(path: Path):
     return sio.load(path, trusted=untrusted)
 
 
+def _rescanned(path: Path) -> Path:
+    """Scan ``path`` as a pickle right before unpickling it, whatever its name or first bytes.
+
+    ``security_scan`` only looks at files that start or are named like pickles; a protocol-0
+    pickle named ``model.bin`` in an MLmodel would slip past it, so the loader checks again.
+    """
+    from models_app.pickle_scan import scan_stream, summarize
+
+    with open(path, "rb") as fh:
+        passed, summary, _ = summarize(scan_stream(path.name, fh, force=True))
+    if not passed:
+        raise NotLoadable(f"refusing to unpickle {path.name}: {summary}")
+    return path
+
+
 def _load_mlmodel(root: Path, allow_pickle: bool):
     import yaml
 
@@ -50,7 +65,7 @@ def _load_mlmodel(root: Path, allow_pickle: bool):
         raise NotLoadable("the model is a pickle and security_scan has not passed")
     import pickle
 
-    with open(model_file, "rb") as fh:
+    with open(_rescanned(model_file), "rb") as fh:
         return pickle.load(fh), spec  # noqa: S301 - scanned statically first; sandboxed process
 
 
@@ -76,7 +91,7 @@ def load(root: Path, allow_pickle: bool) -> tuple[Any, str, dict]:
                 raise NotLoadable(f"{path.name} is a pickle and security_scan has not passed")
             import joblib
 
-            return joblib.load(path), "pickle", {}
+            return joblib.load(_rescanned(path)), "pickle", {}
     raise NotLoadable("no supported model file (skops, ONNX, MLmodel, pickle/joblib)")
 
 

@@ -192,24 +192,32 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(10 * 2 ** max(0, attempts - 1), 3600))
 
 
+def _lease() -> timedelta:
+    """How long a claimed delivery is left alone: longer than one attempt can take."""
+    return timedelta(seconds=3 * settings.MODELYARD_WEBHOOK_TIMEOUT_SECONDS + 30)
+
+
 def deliveries_dispatch(*, limit: int = 100) -> int:
     """Send every due delivery once; returns how many were attempted.
 
-    Each delivery is claimed with a short lease (compare-and-set on ``next_attempt_at``) so two
-    workers never send the same attempt, and a worker that dies mid-send leaves it to be retried.
+    Each delivery is claimed just before it is sent, with a compare-and-set that moves its
+    ``next_attempt_at`` a lease ahead: two workers never send the same attempt, however long a
+    batch takes, and a worker that dies mid-send leaves it to be retried when the lease ends.
     """
-    now = timezone.now()
-    with transaction.atomic():
-        due = list(
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
-            .filter(state=DeliveryState.PENDING, next_attempt_at__lte=now)
-            .order_by("next_attempt_at")
-            .values_list("pk", flat=True)[:limit]
-        )
-        WebhookDelivery.objects.filter(pk__in=due).update(next_attempt_at=now + timedelta(minutes=2))
-    for pk in due:
-        delivery_attempt(delivery_id=pk)
-    return len(due)
+    due = list(
+        WebhookDelivery.objects.filter(state=DeliveryState.PENDING, next_attempt_at__lte=timezone.now())
+        .order_by("next_attempt_at")
+        .values_list("pk", "next_attempt_at")[:limit]
+    )
+    sent = 0
+    for pk, due_at in due:
+        claimed = WebhookDelivery.objects.filter(
+            pk=pk, state=DeliveryState.PENDING, next_attempt_at=due_at
+        ).update(next_attempt_at=timezone.now() + _lease())
+        if claimed:
+            delivery_attempt(delivery_id=pk)
+            sent += 1
+    return sent
 
 
 def delivery_attempt(*, delivery_id: int) -> None:

@@ -199,6 +199,9 @@ def promotion_request(
         raise ValidationError({"target_stage": f"Use one of: {', '.join(Stage.values)}."})
     if override_reason and not actor.is_superuser:
         raise PermissionDenied("Only an administrator can override a failed security scan.")
+    # Lock the model row before the version, the order approvals use too: stage moves of one
+    # model are serialized, and a request and an approval can never deadlock on each other.
+    RegisteredModel.objects.select_for_update().get(pk=version.model_id)
     version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
     if version.stage == target_stage:
         raise Conflict(f"Version {version.version} is already in {target_stage}.", field="target_stage")

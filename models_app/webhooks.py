@@ -44,15 +44,34 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress._BaseAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64), if any."""
+    if ip.version != 6:
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _forbidden(ip: ipaddress._BaseAddress) -> bool:
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
+    """Anything but a globally routable unicast address, including IPv4 wrapped in IPv6.
+
+    ``is_global`` also covers what ``is_private`` misses, such as 100.64.0.0/10 (carrier-grade
+    NAT, used for internal services by some clouds).
+    """
+    inner = _embedded_ipv4(ip)
+    if inner is not None and _forbidden(inner):
+        return True
+    return not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified
 
 
 def resolve_public(url: str) -> tuple[str, int, str, str]:

@@ -265,3 +265,43 @@ def test_two_approvers_approving_two_candidates_at_once_leave_one_production(
     assert errors == []
     assert ModelVersion.objects.filter(model=model, stage=Stage.PRODUCTION).count() == 1
     assert ModelVersion.objects.filter(model=model, stage=Stage.ARCHIVED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_waits_for_the_model_lock_before_locking_its_version(postgres, owner, team, approver):
+    """Requests lock the model row first, as approvals do, so the two can never deadlock.
+
+    The test holds the model lock (as an approval archiving the incumbent would) while another
+    thread requests a promotion of that incumbent; the version row must still be free for us.
+    """
+    from django.db import DatabaseError, transaction
+
+    from models_app.models import RegisteredModel
+
+    model = services.registered_model_create(actor=owner, name="churn", team=team)
+    incumbent = ready_version(owner, model)
+    services_governance.policy_update(actor=owner, model=model, production_approvals=0)
+    services_governance.promotion_request(actor=owner, version=incumbent, target_stage="production")
+    errors: list[BaseException] = []
+
+    def request_staging() -> None:
+        try:
+            services_governance.promotion_request(actor=owner, version=incumbent, target_stage="staging")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        thread = threading.Thread(target=request_staging)
+        thread.start()
+        thread.join(timeout=1.0)  # it blocks on the model row we hold
+        assert thread.is_alive()
+        try:  # the version row is not held by the waiting request
+            ModelVersion.objects.select_for_update(nowait=True).get(pk=incumbent.pk)
+        except DatabaseError as exc:  # pragma: no cover - the deadlock-prone order
+            pytest.fail(f"the request locked the version before the model: {exc}")
+    thread.join(timeout=10)
+    assert errors == []
+    assert ModelVersion.objects.get(pk=incumbent.pk).stage == Stage.STAGING

@@ -98,3 +98,99 @@ def test_scanning_never_executes(tmp_path):
 
     passed, _, _ = scan(pickle.dumps(Touch(), protocol=4))
     assert not passed and not marker.exists()
+
+
+def _s(text: str) -> bytes:
+    data = text.encode()
+    return b"\x8c" + bytes([len(data)]) + data  # SHORT_BINUNICODE
+
+
+def test_stack_tricks_cannot_disguise_a_global():
+    # TUPLE2 pops two strings and POP drops the tuple, leaving 'os' on top. A scanner that does
+    # not model each opcode's real stack effect would see 'numpy' + 'system' here and pass it.
+    crafted = b"\x80\x04" + _s("os") + _s("a") + _s("numpy") + b"\x86" + b"0" + _s("system") + b"\x93"
+    crafted += _s("echo pwned") + b"\x85R."
+    passed, summary, _ = scan(crafted)
+    assert not passed and "os.system" in summary and "numpy.system" not in summary
+
+
+def test_pop_mark_and_dict_building_keep_the_stack_exact():
+    crafted = b"\x80\x04" + _s("os") + b"(" + _s("numpy") + _s("x") + b"1"  # MARK … POP_MARK
+    crafted += _s("system") + b"\x93" + _s("id") + b"\x85R."
+    passed, summary, _ = scan(crafted)
+    assert not passed and "os.system" in summary
+
+
+class NumpyGadget:
+    """numpy.testing's runstring execs its argument: a classic gadget inside an allowed package."""
+
+    def __reduce__(self):
+        from numpy.testing._private.utils import runstring
+
+        return (runstring, ("import os", {}))
+
+
+def test_gadgets_inside_allowed_packages_are_refused():
+    passed, summary, _ = scan(pickle.dumps(NumpyGadget(), protocol=4))
+    assert not passed and "numpy.testing._private.utils.runstring" in summary
+    for symbol in (
+        "numpy.load",
+        "pandas.read_pickle",
+        "numpy.memmap",
+        "pandas.core.frame.DataFrame.eval",
+        "collections.OrderedDict.__init__.__globals__",
+        "sklearn.datasets.fetch_openml",
+    ):
+        crafted = b"\x80\x04" + _s(symbol.split(".")[0]) + _s(".".join(symbol.split(".")[1:])) + b"\x93)R."
+        passed, summary, _ = scan(crafted)
+        assert not passed and symbol in summary, symbol
+
+
+def test_every_pickle_of_a_concatenated_file_is_scanned():
+    # The legacy PyTorch format is several pickles back to back; the payload can be the last one.
+    passed, summary, _ = scan(pickle.dumps(119547037146038801333356) + pickle.dumps(EvalExploit()), "m.pt")
+    assert not passed and "builtins.eval" in summary
+
+
+@pytest.mark.parametrize("compress", [0, 3, "gzip", "xz"])
+def test_joblib_files_with_inline_arrays_pass(compress):
+    import joblib
+    from sklearn.ensemble import RandomForestClassifier
+
+    x = np.random.default_rng(0).random((200, 4))
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(x, x[:, 0] > 0.5)
+    extras = {
+        "objects": np.array([1, "a", None], dtype=object),
+        "when": np.array(["2020-01-01"], dtype="M8[ns]"),
+    }
+    for value in (forest, extras):
+        buffer = io.BytesIO()
+        joblib.dump(value, buffer, compress=compress)
+        passed, summary, metrics = scan(buffer.getvalue(), "model.joblib")
+        assert passed, summary
+        assert metrics["pickle_files"] == 1
+
+
+def test_a_malicious_object_array_inside_joblib_is_seen():
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump({"weights": np.zeros(4), "payload": np.array([Exploit()], dtype=object)}, buffer)
+    passed, summary, _ = scan(buffer.getvalue(), "model.joblib")
+    assert not passed and "posix.system" in summary
+
+
+def test_zip_members_that_are_pickles_are_scanned_whatever_their_name():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("weights/blob.bin", pickle.dumps(Exploit(), protocol=2))
+        archive.writestr("README.txt", b"hello")
+    passed, summary, _ = scan(buffer.getvalue(), "model.zip")
+    assert not passed and "model.zip!weights/blob.bin" in summary
+
+
+def test_forced_scan_reads_text_protocol_pickles_under_any_name():
+    text_pickle = b"cos\nsystem\n(S'id'\ntR."
+    assert scan_stream("model.bin", io.BytesIO(text_pickle)) == []  # not named or shaped like one
+    (result,) = scan_stream("model.bin", io.BytesIO(text_pickle), force=True)
+    assert result.unsafe == ["os.system"]

@@ -112,3 +112,18 @@ def test_a_model_over_the_memory_limit_is_stopped(
     )
     status, summary = checks_of(version)["loadable"]
     assert status == "failed" and ("MemoryError" in summary or "crashed" in summary), summary
+
+
+def test_the_loader_rescans_a_text_pickle_hidden_under_another_name(tmp_path):
+    """An MLmodel pointing at a protocol-0 pickle named model.bin: security_scan does not see a
+    pickle there, so the sandboxed loader scans it itself and refuses to unpickle it."""
+    from models_app.services_governance import _load_in_sandbox
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "MLmodel").write_text("flavors:\n  sklearn:\n    pickled_model: model.bin\n")
+    (tmp_path / "m" / "model.bin").write_bytes(f"cos\nsystem\n(S'touch {marker}'\ntR.".encode())
+    outcome = _load_in_sandbox(tmp_path / "m", allow_pickle=True)
+    assert not outcome["ok"]
+    assert "refusing to unpickle model.bin" in outcome["error"] and "os.system" in outcome["error"]
+    assert not marker.exists()

@@ -180,3 +180,85 @@ def test_viewers_cannot_create_webhooks(api, viewer, settings):
         "/api/v1/webhooks/", {"name": "x", "url": "http://127.0.0.1:9/", "events": ["*"]}, format="json"
     )
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://100.64.0.1/",  # carrier-grade NAT: not private, not public either
+        "http://[::ffff:127.0.0.1]/",  # IPv4-mapped loopback
+        "http://[2002:7f00:1::]/",  # 6to4 wrapping 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 wrapping 169.254.169.254
+        "http://[fd00::1]/",  # unique local
+        "http://0.0.0.0/",
+        "http://2130706433/",  # 127.0.0.1 as one decimal number: resolved, then refused
+    ],
+)
+def test_disguised_internal_addresses_are_refused(url, settings):
+    from django.core.exceptions import ValidationError
+
+    from models_app.webhooks import resolve_public
+
+    settings.MODELYARD_WEBHOOK_ALLOW_PRIVATE = False
+    with pytest.raises(ValidationError):
+        resolve_public(url)
+
+
+def test_public_addresses_pass_the_guard(settings):
+    from models_app.webhooks import resolve_public
+
+    settings.MODELYARD_WEBHOOK_ALLOW_PRIVATE = False
+    assert resolve_public("https://8.8.8.8/hook") == ("https", 443, "8.8.8.8", "8.8.8.8")
+    assert resolve_public("http://[2606:4700::1111]:8080/")[3] == "2606:4700::1111"
+
+
+class HoldingReceiver(Receiver):
+    """Records each request, then holds the answer until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived, self.release = threading.Event(), threading.Event()
+        handler = self.server.RequestHandlerClass
+        original = handler.do_POST
+        receiver = self
+
+        def do_post(handler_self) -> None:
+            receiver.arrived.set()
+            receiver.release.wait(10)
+            original(handler_self)
+
+        handler.do_POST = do_post
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_in_flight_is_not_sent_again_by_another_dispatcher(owner, team, settings):
+    from django.db import connection
+
+    settings.MODELYARD_WEBHOOK_ALLOW_PRIVATE = True
+    receiver = HoldingReceiver()
+    try:
+        services_events.webhook_create(actor=owner, name="slow", url=receiver.url, events=["model.created"])
+        services.registered_model_create(actor=owner, name="churn", team=team)
+
+        def dispatch() -> None:
+            try:
+                services_events.deliveries_dispatch()
+            finally:
+                connection.close()
+
+        worker = threading.Thread(target=dispatch)
+        worker.start()
+        assert receiver.arrived.wait(10)
+        claimed = WebhookDelivery.objects.get()
+        # The claim outlasts the slowest attempt a worker may make (three timeouts).
+        timeout = settings.MODELYARD_WEBHOOK_TIMEOUT_SECONDS
+        assert claimed.next_attempt_at > timezone.now() + timedelta(seconds=3 * timeout)
+        assert services_events.deliveries_dispatch() == 0  # a second worker finds nothing due
+        receiver.release.set()
+        worker.join(10)
+        delivery = WebhookDelivery.objects.get()
+        assert delivery.state == "delivered" and delivery.attempts == 1
+        assert DeliveryAttempt.objects.count() == 1
+    finally:
+        receiver.release.set()
+        receiver.close()

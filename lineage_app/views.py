@@ -79,3 +79,21 @@ def commits(request: HttpRequest) -> HttpResponse:
         "lineage_app/commits.html",
         {"sha": sha, "model": model or "", "result": result, "error": error},
     )
+
+
+@login_required
+def advisories(request: HttpRequest) -> HttpResponse:
+    """Imported vulnerability advisories and the model versions each affects (production first)."""
+    from lineage_app.models import Advisory
+    from lineage_app.services import affected_version_ids
+
+    rows = []
+    visible = catalog.model_version_list(user=request.user)
+    for advisory in Advisory.objects.prefetch_related("packages")[:200]:
+        affected = affected_version_ids(advisory=advisory)
+        versions = sorted(
+            visible.filter(pk__in=affected).select_related("model"),
+            key=lambda v: (v.stage != Stage.PRODUCTION, v.model.name, -v.version),
+        )
+        rows.append({"advisory": advisory, "versions": [(v, affected[v.pk]) for v in versions]})
+    return render(request, "lineage_app/advisories.html", {"rows": rows})

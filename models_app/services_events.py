@@ -161,7 +161,10 @@ def webhook_delete(*, actor, hook: Webhook) -> None:
 @transaction.atomic
 def webhook_ping(*, actor, hook: Webhook) -> WebhookDelivery:
     """Queue a ``webhook.ping`` event to this webhook only."""
+    from models_app.services import audit_record
+
     _own(actor, hook)
+    audit_record(actor=actor, action="webhook.pinged", obj=hook)
     event = Event.objects.create(type="webhook.ping", payload={"webhook": hook.name})
     delivery = WebhookDelivery.objects.create(webhook=hook, event=event, next_attempt_at=timezone.now())
     from models_app.tasks import webhook_deliveries_dispatch_task
@@ -172,10 +175,20 @@ def webhook_ping(*, actor, hook: Webhook) -> WebhookDelivery:
 
 @transaction.atomic
 def delivery_redeliver(*, actor, delivery: WebhookDelivery) -> WebhookDelivery:
-    """Send a delivery again (a new attempt series, same delivery id for de-duplication)."""
+    """Send a delivery again: a new 24-hour retry window, same delivery id for de-duplication."""
+    from models_app.services import audit_record
+
     _own(actor, delivery.webhook)
+    now = timezone.now()
+    # The give-up clock counts from created_at: a redelivery restarts it.
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        state=DeliveryState.PENDING, next_attempt_at=timezone.now(), delivered_at=None
+        state=DeliveryState.PENDING, next_attempt_at=now, delivered_at=None, created_at=now
+    )
+    audit_record(
+        actor=actor,
+        action="webhook.redelivered",
+        obj=delivery.webhook,
+        after={"delivery": str(delivery.delivery_id)},
     )
     from models_app.tasks import webhook_deliveries_dispatch_task
 

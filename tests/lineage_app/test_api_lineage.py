@@ -306,3 +306,14 @@ def test_lineage_pages(owner, internal_model):
     assert "not a PEP 440" in client.get("/lineage/exposure/?package=tf&specifier=%3C%3C").content.decode()
     page = client.get("/lineage/commits/?sha=" + "a" * 40 + "&model=churn").content.decode()
     assert "includes the commit" in page
+
+
+def test_advisories_page_highlights_affected_production(owner, approver, admin_user, internal_model, api):
+    from django.test import Client
+
+    make_version(owner, internal_model, lineage_doc(tf="2.11.0"), stage="production", approver=approver)
+    api(admin_user).post("/api/v1/lineage/advisories", TF_VULN, format="json")
+    client = Client()
+    client.force_login(owner)
+    page = client.get("/lineage/advisories/").content.decode()
+    assert TF_VULN["id"] in page and 'class="highlight"' in page and "tensorflow==2.11.0" in page

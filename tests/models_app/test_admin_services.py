@@ -101,3 +101,22 @@ def test_memberships_in_admin_go_through_the_team_services(admin_client_, team, 
         .order_by("id")
         .values_list("action", flat=True)
     ) == ["membership.set", "membership.set", "membership.removed"]
+
+
+def test_admins_create_tokens_in_admin_and_see_the_secret_once(admin_user, owner):
+    from django.test import Client
+
+    from models_app.models import AccessToken
+
+    client = Client()
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/models_app/accesstoken/add/",
+        {"user": owner.pk, "name": "ci", "scopes": ["read", "write"], "expires_in_days": 30},
+        follow=True,
+    )
+    assert response.status_code == 200
+    token = AccessToken.objects.get(user=owner)
+    assert token.scopes == ["read", "write"]
+    shown = [str(m) for m in response.context["messages"]]
+    assert any(token.prefix in m and "copy it now" in m for m in shown)

@@ -262,3 +262,26 @@ def test_a_delivery_in_flight_is_not_sent_again_by_another_dispatcher(owner, tea
     finally:
         receiver.release.set()
         receiver.close()
+
+
+def test_a_redelivery_restarts_the_retry_window_and_is_audited(owner, team, settings):
+    from models_app.models import AuditEvent
+
+    settings.MODELYARD_WEBHOOK_ALLOW_PRIVATE = True
+    receiver = Receiver([500, 500, 200])
+    try:
+        services_events.webhook_create(actor=owner, name="late", url=receiver.url, events=["model.created"])
+        services.registered_model_create(actor=owner, name="churn", team=team)
+        WebhookDelivery.objects.update(created_at=timezone.now() - timedelta(hours=25))
+        services_events.deliveries_dispatch()
+        delivery = WebhookDelivery.objects.get()
+        assert delivery.state == "failed"
+        services_events.delivery_redeliver(actor=owner, delivery=delivery)
+        services_events.deliveries_dispatch()
+        assert WebhookDelivery.objects.get().state == "pending"  # retried, not given up at once
+        make_due()
+        services_events.deliveries_dispatch()
+        assert WebhookDelivery.objects.get().state == "delivered"
+        assert AuditEvent.objects.filter(action="webhook.redelivered").count() == 1
+    finally:
+        receiver.close()

@@ -169,3 +169,9 @@ def test_admins_manage_teams_in_the_ui(admin_user, owner, viewer):
     assert "risk" in page and "vision" not in page and "Create a team" not in page
     signed_in(owner).post("/teams/", {"team-name": "sneaky"})
     assert not Group.objects.filter(name="sneaky").exists()
+
+
+def test_page_titles_are_plain_text(owner, internal_model):
+    page = signed_in(owner).get("/models/churn/").content.decode()
+    title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert title == "churn · Modelyard"

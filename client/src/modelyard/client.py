@@ -424,7 +424,13 @@ class Client:
             parent = Ref.parse(text)
             if not parent.version and not parent.alias:
                 raise ModelyardError(f"--parent {text!r}: write MODEL:VERSION")
-            parent_name, parent_version = self.resolve(parent)
+            try:
+                parent_name, parent_version = self.resolve(parent)
+                parent_name = self.version(parent_name, parent_version)["model"]
+            except APIError as exc:
+                if exc.status != 404:
+                    raise
+                raise ModelyardError(f"--parent {text}: no such version that you can see") from exc
             parent_links.append(
                 {"model": parent_name, "version": parent_version, "relation": parent_relation}
             )

@@ -661,8 +661,8 @@ class Client:
 
         def fetch() -> None:
             offset = partial.stat().st_size if partial.exists() else 0
-            advance(0)
             if offset >= size:
+                partial.touch()  # an empty file, or every byte already there
                 return
             headers = {"Range": f"bytes={offset}-", "If-Range": f'"{sha}"'} if offset else {}
             url = f"{base}/{quote(rel)}"

@@ -55,7 +55,7 @@ class Registry:
     tmp_path: Path
 
     def env(self, **extra: str) -> dict[str, str]:
-        return clean_env(self.tmp_path, MODELYARD_URL=self.url, MODELYARD_TOKEN=self.token, **extra)
+        return clean_env(self.tmp_path, **{"MODELYARD_URL": self.url, "MODELYARD_TOKEN": self.token, **extra})
 
     def command(self, *args: object) -> list[str]:
         return [sys.executable, "-m", "modelyard", *map(str, args)]

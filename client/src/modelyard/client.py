@@ -24,6 +24,8 @@ from modelyard.errors import APIError, ConfigurationError, DigestMismatch, Model
 PathLike = Union[str, "os.PathLike[str]"]
 CHUNK = 1024 * 1024
 PARTIAL_SUFFIX = ".modelyard-part"
+_FAILED_STATES = {"failed", "error", "errored", "crashed", "stopped", "deleted", "cancelled"}
+_PENDING_STATES = {"", "pending", "queued", "requested", "building", "starting", "deploying", "creating"}
 
 
 @dataclass
@@ -346,10 +348,10 @@ class Client:
         while True:
             current = self.deployment(deployment_id)
             status = str(current.get("status", "")).lower()
-            if status in ("failed", "error", "stopped", "deleted"):
+            if status in _FAILED_STATES:
                 message = current.get("status_message") or current.get("message") or status
                 raise ModelyardError(f"Deployment {deployment_id} {status}: {_one_line(message)}")
-            if current.get("endpoint_url") and status in ("running", "ready", "healthy", "serving", "active"):
+            if current.get("endpoint_url") and status not in _PENDING_STATES:
                 return current
             if time.monotonic() > deadline:
                 raise ModelyardError(

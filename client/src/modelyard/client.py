@@ -489,10 +489,10 @@ class Client:
         if document is not None:
             self.request("PUT", f"{base}/lineage", json=document)
         self.request("POST", f"{base}/finalize")
+        self._resume.drop(*push_key)  # READY: a rerun makes a new version
         if alias:
             self.set_alias(name, alias, version_number)
             result.alias = alias
-        self._resume.drop(*push_key)
         return result
 
     def _hash_files(self, entries: list[tuple[str, Path]]) -> list[tuple[str, Path, str, int]]:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -122,9 +123,20 @@ def test_pushing_the_same_model_twice_sends_no_file_bytes(registry, any_store, t
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("backend", ["folder", "s3"])
 def test_a_killed_push_resumes_without_resending_finished_parts(
-    registry, folder_store, tmp_path, request_log
+    registry, backend, tmp_path, request_log, request
 ):
+    """SIGKILL a push after some parts, rerun it: only the unfinished parts are sent again.
+
+    Proven by what the storage side received: the live server's request log on folder storage,
+    the S3 proxy's log of presigned part PUTs on S3.
+    """
+    if backend == "folder":
+        store = request.getfixturevalue("folder_store")
+        proxy = None
+    else:
+        store, proxy = request.getfixturevalue("s3_proxy_store")
     part = 5 * MiB
     size = 6 * part + 12345  # 7 parts
     data = blob(size, 5)
@@ -143,7 +155,7 @@ def test_a_killed_push_resumes_without_resending_finished_parts(
         while time.monotonic() < deadline and proc.poll() is None:
             session = UploadSession.objects.filter(version__model__name="big").first()
             if session is not None:
-                done = folder_store.parts_list(session.staging_key, session.backend_upload_id)
+                done = store.parts_list(session.staging_key, session.backend_upload_id)
                 if len(done) >= 2:
                     break
             time.sleep(0.05)
@@ -156,23 +168,33 @@ def test_a_killed_push_resumes_without_resending_finished_parts(
 
     session = UploadSession.objects.get(version__model__name="big")
     assert session.state == "open" and session.part_count == 7
-    finished = {
-        p["part_number"] for p in folder_store.parts_list(session.staging_key, session.backend_upload_id)
-    }
+    finished = {p["part_number"] for p in store.parts_list(session.staging_key, session.backend_upload_id)}
     assert 2 <= len(finished) < 7
     assert ModelVersion.objects.get(model__name="big", version=1).status == "PENDING"
 
     request_log.clear()
+    if proxy is not None:
+        proxy.log.clear()
     rerun = subprocess.run(
         push, env={**env, "MODELYARD_MAX_RATE": "0"}, cwd=tmp_path, capture_output=True, text=True
     )
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.strip().endswith(f"big version 1: {registry.url}/models/big/versions/1/")
 
-    prefix = f"/api/v1/uploads/{session.id}/parts/"
-    resent = [
-        (int(p.rsplit("/", 1)[1]), n) for m, p, n, _ in request_log if m == "PUT" and p.startswith(prefix)
-    ]
+    if proxy is None:
+        prefix = f"/api/v1/uploads/{session.id}/parts/"
+        resent = [
+            (int(p.rsplit("/", 1)[1]), n) for m, p, n, _ in request_log if m == "PUT" and p.startswith(prefix)
+        ]
+    else:
+        resent = [
+            (int(parse_qs(urlsplit(p).query)["partNumber"][0]), n)
+            for m, p, n in proxy.log
+            if m == "PUT" and "partNumber=" in p
+        ]
+        assert not [
+            p for m, p, _, _ in request_log if m == "PUT" and "/uploads/" in p
+        ]  # bytes bypass the API
     assert {number for number, _ in resent} == set(range(1, 8)) - finished  # only the unfinished parts
     assert sum(n for _, n in resent) == size - sum(part if k < 7 else size - 6 * part for k in finished)
     assert not [p for m, p, _, _ in request_log if m == "POST" and p.endswith("/multipart")]  # same session
@@ -189,3 +211,35 @@ def test_a_killed_push_resumes_without_resending_finished_parts(
     with registry.client() as client:
         client.pull("big:1", out)
     assert (out / "big.bin").read_bytes() == data
+
+
+def test_failed_requests_are_retried_with_backoff(registry, folder_store, tmp_path, request_log):
+    """The live server fails the first attempt of one part and of one small file (a 500 from the
+    WSGI server); the push retries them and succeeds, and each is received exactly twice."""
+    from django.core.signals import request_started
+
+    failed: list[str] = []
+
+    def fail_once(sender, environ=None, **kwargs):
+        path = environ.get("PATH_INFO", "") if environ else ""
+        is_target = environ.get("REQUEST_METHOD") == "PUT" and path.endswith(("/parts/2", "/files/small.txt"))
+        if is_target and path not in failed:
+            failed.append(path)
+            raise RuntimeError("injected failure")
+
+    data = blob(11 * MiB, 6)
+    source = write_tree(tmp_path / "src", {"big.bin": data, "small.txt": b"small"})
+    request_started.connect(fail_once, weak=False, dispatch_uid="client-fail-once")
+    try:
+        with registry.client(jobs=2) as client:
+            client.multipart_threshold = 1 * MiB
+            client.part_size = 5 * MiB
+            result = client.push(source, model="flaky", capture_lineage=False)
+    finally:
+        request_started.disconnect(dispatch_uid="client-fail-once")
+    assert len(failed) == 2
+    for path in failed:
+        assert [p for m, p, _, _ in request_log if m == "PUT" and p == path] == [path, path]
+    version = ModelVersion.objects.get(model__name="flaky", version=result.version)
+    assert version.status == "READY"
+    assert {f.path: f.blob_id for f in version.files.all()}["big.bin"] == hashlib.sha256(data).hexdigest()

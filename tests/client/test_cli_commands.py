@@ -135,3 +135,20 @@ def test_listing_promotion_and_lineage_commands(registry, folder_store, tmp_path
     assert approved.stdout.strip() == f"promotion {promotion['id']}: applied"
     assert Promotion.objects.get(pk=promotion["id"]).state == "applied"
     assert ModelVersion.objects.get(model__name="churn", version=2).stage == "production"
+
+
+def test_push_names_the_team_when_you_are_in_several(registry, folder_store, tmp_path, owner, other_team):
+    from models_app.choices import TeamRole
+    from models_app.models import TeamMembership
+
+    TeamMembership.objects.create(team=other_team, user=owner, role=TeamRole.CONTRIBUTOR)
+    model = write_tree(tmp_path / "m", {"model.bin": b"w"})
+    line = one_line(registry.cli("push", model, "--model", "campaign", "--no-lineage"))
+    assert "you contribute to more than one" in line and "--team TEAM" in line
+    assert not ModelVersion.objects.filter(model__name="campaign").exists()
+
+    pushed = registry.cli(
+        "push", model, "--model", "campaign", "--team", "marketing", "--no-lineage", "--json"
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert ModelVersion.objects.get(model__name="campaign", version=1).model.team.name == "marketing"

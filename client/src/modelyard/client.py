@@ -391,6 +391,8 @@ class Client:
         except APIError as exc:
             if exc.status == 409:  # created concurrently
                 return self.model(name)
+            if exc.status == 400 and "team" in exc.fields and not team:
+                raise ModelyardError(f"{exc.message} Give it with --team TEAM (team=… in Python).") from exc
             raise
 
     def push(

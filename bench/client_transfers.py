@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,6 +70,14 @@ def main() -> None:
             rows.append(
                 ("pull (download + verify SHA-256)", elapsed, size / elapsed / 1e6, pulled.bytes_received)
             )
+
+        if shutil.which("curl"):  # the same transfers by curl, for scale (one stream, no client hashing)
+            url = f"{stack.url}/api/v1/models/bench/versions/1/files/model.bin"
+            auth = f"Authorization: Bearer {token}"
+            start = time.perf_counter()
+            subprocess.run(["curl", "-sf", "-o", os.devnull, "-H", auth, url], check=True)
+            elapsed = time.perf_counter() - start
+            rows.append(("curl GET (baseline, no verification)", elapsed, size / elapsed / 1e6, size))
 
         start = time.perf_counter()
         document = lineage.build_document(code_dir=ROOT, entrypoint=None, datasets=[])

@@ -668,7 +668,10 @@ class Client:
             if offset >= size:
                 partial.touch()  # an empty file, or every byte already there
                 return
-            headers = {"Range": f"bytes={offset}-", "If-Range": f'"{sha}"'} if offset else {}
+            # identity: the bytes as stored, read raw (httpx's re-chunking decoder costs ~2x here)
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers.update({"Range": f"bytes={offset}-", "If-Range": f'"{sha}"'})
             url = f"{base}/{quote(rel)}"
             try:
                 with self._http.stream("GET", url, headers=headers) as response:
@@ -712,11 +715,15 @@ class Client:
         announced = response.headers.get("X-Content-SHA256") or (etag if len(etag) == 64 else "")
         if announced and announced != sha:
             raise DigestMismatch(f"{partial.name}: the registry sent content {announced}, expected {sha}")
+        if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+            raise ModelyardError(
+                f"{partial.name}: the server sent an encoded body despite Accept-Encoding: identity"
+            )
         mode = "ab" if response.status_code == 206 and offset else "wb"
         if mode == "wb" and offset:
             advance(-offset)
         with open(partial, mode) as handle:
-            for chunk in response.iter_bytes(CHUNK):
+            for chunk in response.iter_raw():
                 handle.write(chunk)
                 self.limiter.consume(len(chunk))
                 received[0] += len(chunk)

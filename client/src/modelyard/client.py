@@ -662,6 +662,7 @@ class Client:
             partial.unlink()
         advance = progress.task(f"download {rel}", size)
         received = [0]
+        hashed: dict[str, Any] = {}  # the digest of the partial file, computed while it is written
 
         def fetch() -> None:
             offset = partial.stat().st_size if partial.exists() else 0
@@ -678,16 +679,16 @@ class Client:
                     if response.status_code in (301, 302, 303, 307, 308):
                         location = response.headers["Location"]
                         with self._bare.stream("GET", location, headers=headers) as redirected:
-                            self._write_body(redirected, partial, offset, sha, advance, received)
+                            self._write_body(redirected, partial, offset, sha, advance, received, hashed)
                     else:
-                        self._write_body(response, partial, offset, sha, advance, received)
+                        self._write_body(response, partial, offset, sha, advance, received, hashed)
             except httpx.ConnectError as exc:
                 raise RegistryUnreachable(
                     f"Cannot reach the registry at {self.url}: {_one_line(exc)}"
                 ) from exc
 
         with_retries(fetch, what=f"download of {rel}")
-        got = lineage.sha256_file(partial)
+        got = hashed["digest"].hexdigest() if "digest" in hashed else lineage.sha256_file(partial)
         if got != sha:
             partial.unlink(missing_ok=True)
             raise DigestMismatch(
@@ -705,6 +706,7 @@ class Client:
         sha: str,
         advance: Advance,
         received: list[int],
+        hashed: dict[str, Any],
     ) -> None:
         if response.status_code >= 400:
             response.read()
@@ -722,12 +724,16 @@ class Client:
         mode = "ab" if response.status_code == 206 and offset else "wb"
         if mode == "wb" and offset:
             advance(-offset)
+        hashed.pop("digest", None)
+        digest = lineage.sha256_of(partial) if mode == "ab" else hashlib.sha256()
         with open(partial, mode) as handle:
             for chunk in response.iter_raw():
                 handle.write(chunk)
+                digest.update(chunk)
                 self.limiter.consume(len(chunk))
                 received[0] += len(chunk)
                 advance(len(chunk))
+        hashed["digest"] = digest
 
 
 def _one_line(value: object) -> str:

@@ -33,6 +33,15 @@ _PACKAGE_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNO
 # --- Hashing ----------------------------------------------------------------------------------
 
 
+def sha256_of(path: Path) -> Any:
+    """A running ``hashlib.sha256`` object over the bytes of ``path`` so far (to continue it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest
+
+
 def sha256_file(path: Path, progress: Any | None = None) -> str:
     """The SHA-256 of a file, read in 1 MiB chunks (``progress(n)`` is called per chunk)."""
     digest = hashlib.sha256()

@@ -8,10 +8,13 @@ PostgreSQL (production):
   churn"), served by GIN ``gin_trgm_ops`` indexes (migration ``0006_catalog_card_search``).
 
 SQLite (``make run`` on a laptop): every word must appear (substring, any case) in the name,
-description, card or a tag; and names, descriptions and tags are also matched word by word
+description, card or a tag; failing that, names, descriptions and tags are matched word by word
 with :func:`word_similarity`, a trigram measure registered as an SQL function on each SQLite
 connection, so typos are forgiven there too. It scans every visible row (no index), which is
-fine for thousands of models, not for millions; relevance is the trigram similarity only.
+fine for thousands of models, not for millions; relevance is the trigram similarity only, and
+the card is searched by substring but not fuzzily.
+
+On both, typo tolerance applies only when the words as typed find nothing.
 """
 
 from __future__ import annotations
@@ -104,37 +107,48 @@ def register_sqlite_functions(sender, connection, **kwargs) -> None:
         )
 
 
-def search(queryset: QuerySet, value: str) -> QuerySet:
-    """``queryset`` narrowed to models matching ``value``, annotated with ``search_rank``."""
+def search(queryset: QuerySet, value: str) -> tuple[QuerySet, bool]:
+    """``queryset`` narrowed to models matching ``value`` and annotated with ``search_rank``.
+
+    Returns ``(queryset, fuzzy)``. The words as typed are tried first; only when they match
+    nothing does the search forgive typos (``fuzzy`` is then True, and the page says "close
+    matches"). So "number 1" stays exact, while "custmer churn" finds "customer churn".
+    """
     value = " ".join(words(value)[:MAX_WORDS])
     if not value:  # only punctuation: nothing to search for
-        return queryset
-    if connection.vendor == "postgresql":
-        return _search_postgresql(queryset, value)
-    return _search_fallback(queryset, value)
+        return queryset, False
+    postgres = connection.vendor == "postgresql"
+    exact = (_exact_postgresql if postgres else _exact_fallback)(queryset, value)
+    if exact.exists():
+        return exact, False
+    return (_fuzzy_postgresql if postgres else _fuzzy_fallback)(queryset, value), True
 
 
-def _search_postgresql(queryset: QuerySet, value: str) -> QuerySet:
+def _exact_postgresql(queryset: QuerySet, value: str) -> QuerySet:
     from models_app.models import ModelTag
 
     query = SearchQuery(value, config=SEARCH_CONFIG, search_type="websearch")
+    tag_hits = ModelTag.objects.filter(Q(key__iexact=value) | Q(value__icontains=value)).values("model_id")
+    return queryset.annotate(
+        search_document=search_vector(),
+        search_rank=SearchRank(F("search_document"), query) + Value(0.5) * TrigramWordSimilarity(value, "name"),
+    ).filter(Q(search_document=query) | Q(pk__in=tag_hits))
+
+
+def _fuzzy_postgresql(queryset: QuerySet, value: str) -> QuerySet:
+    from models_app.models import ModelTag
+
     tag_hits = ModelTag.objects.filter(
         Q(value__trigram_word_similar=value) | Q(key__trigram_word_similar=value)
     ).values("model_id")
     return queryset.annotate(
-        search_document=search_vector(),
-        search_rank=SearchRank(F("search_document"), query)
-        + Value(0.5) * TrigramWordSimilarity(value, "name")
-        + Value(0.2) * TrigramWordSimilarity(value, "description"),
+        search_rank=TrigramWordSimilarity(value, "name") + Value(0.4) * TrigramWordSimilarity(value, "description"),
     ).filter(
-        Q(search_document=query)
-        | Q(name__trigram_word_similar=value)
-        | Q(description__trigram_word_similar=value)
-        | Q(pk__in=tag_hits)
+        Q(name__trigram_word_similar=value) | Q(description__trigram_word_similar=value) | Q(pk__in=tag_hits)
     )
 
 
-def _search_fallback(queryset: QuerySet, value: str) -> QuerySet:
+def _exact_fallback(queryset: QuerySet, value: str) -> QuerySet:
     from models_app.models import ModelTag
 
     every_word = Q()
@@ -145,6 +159,12 @@ def _search_fallback(queryset: QuerySet, value: str) -> QuerySet:
             | Q(card__icontains=word)
             | Q(pk__in=ModelTag.objects.filter(Q(key__icontains=word) | Q(value__icontains=word)).values("model_id"))
         )
+    return queryset.annotate(search_rank=WordSimilarity(Value(value), "name")).filter(every_word)
+
+
+def _fuzzy_fallback(queryset: QuerySet, value: str) -> QuerySet:
+    from models_app.models import ModelTag
+
     fuzzy_tags = ModelTag.objects.annotate(
         similarity=Greatest(WordSimilarity(Value(value), "key"), WordSimilarity(Value(value), "value"))
     ).filter(similarity__gte=SQLITE_FUZZY_THRESHOLD)
@@ -153,8 +173,7 @@ def _search_fallback(queryset: QuerySet, value: str) -> QuerySet:
         description_similarity=WordSimilarity(Value(value), "description"),
         search_rank=Coalesce(F("name_similarity"), 0.0) + Value(0.4) * Coalesce(F("description_similarity"), 0.0),
     ).filter(
-        every_word
-        | Q(name_similarity__gte=SQLITE_FUZZY_THRESHOLD)
+        Q(name_similarity__gte=SQLITE_FUZZY_THRESHOLD)
         | Q(description_similarity__gte=SQLITE_FUZZY_THRESHOLD)
         | Q(pk__in=fuzzy_tags.values("model_id"))
     )

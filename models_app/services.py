@@ -154,11 +154,12 @@ def registered_model_create(
     description: str = "",
     visibility: str = Visibility.INTERNAL,
     tags: dict[str, str] | None = None,
+    card: str = "",
 ) -> RegisteredModel:
     """Register a new model owned by ``team``; the actor must be a contributor of that team."""
     _require(actor, "models_app.add_registeredmodel", team)
     model = RegisteredModel(
-        name=name, team=team, description=description, visibility=visibility, created_by=actor
+        name=name, team=team, description=description, card=card, visibility=visibility, created_by=actor
     )
     _full_clean(model)
     _ensure_name_free(name)

@@ -131,7 +131,8 @@ def _exact_postgresql(queryset: QuerySet, value: str) -> QuerySet:
     tag_hits = ModelTag.objects.filter(Q(key__iexact=value) | Q(value__icontains=value)).values("model_id")
     return queryset.annotate(
         search_document=search_vector(),
-        search_rank=SearchRank(F("search_document"), query) + Value(0.5) * TrigramWordSimilarity(value, "name"),
+        search_rank=SearchRank(F("search_document"), query)
+        + Value(0.5) * TrigramWordSimilarity(value, "name"),
     ).filter(Q(search_document=query) | Q(pk__in=tag_hits))
 
 
@@ -142,7 +143,8 @@ def _fuzzy_postgresql(queryset: QuerySet, value: str) -> QuerySet:
         Q(value__trigram_word_similar=value) | Q(key__trigram_word_similar=value)
     ).values("model_id")
     return queryset.annotate(
-        search_rank=TrigramWordSimilarity(value, "name") + Value(0.4) * TrigramWordSimilarity(value, "description"),
+        search_rank=TrigramWordSimilarity(value, "name")
+        + Value(0.4) * TrigramWordSimilarity(value, "description"),
     ).filter(
         Q(name__trigram_word_similar=value) | Q(description__trigram_word_similar=value) | Q(pk__in=tag_hits)
     )
@@ -157,7 +159,11 @@ def _exact_fallback(queryset: QuerySet, value: str) -> QuerySet:
             Q(name__icontains=word)
             | Q(description__icontains=word)
             | Q(card__icontains=word)
-            | Q(pk__in=ModelTag.objects.filter(Q(key__icontains=word) | Q(value__icontains=word)).values("model_id"))
+            | Q(
+                pk__in=ModelTag.objects.filter(Q(key__icontains=word) | Q(value__icontains=word)).values(
+                    "model_id"
+                )
+            )
         )
     return queryset.annotate(search_rank=WordSimilarity(Value(value), "name")).filter(every_word)
 
@@ -171,7 +177,8 @@ def _fuzzy_fallback(queryset: QuerySet, value: str) -> QuerySet:
     return queryset.annotate(
         name_similarity=WordSimilarity(Value(value), "name"),
         description_similarity=WordSimilarity(Value(value), "description"),
-        search_rank=Coalesce(F("name_similarity"), 0.0) + Value(0.4) * Coalesce(F("description_similarity"), 0.0),
+        search_rank=Coalesce(F("name_similarity"), 0.0)
+        + Value(0.4) * Coalesce(F("description_similarity"), 0.0),
     ).filter(
         Q(name_similarity__gte=SQLITE_FUZZY_THRESHOLD)
         | Q(description_similarity__gte=SQLITE_FUZZY_THRESHOLD)

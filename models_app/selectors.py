@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import Group
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from models_app.auth_backends import team_roles
-from models_app.choices import TeamRole, Visibility
+from models_app.choices import Stage, TeamRole, Visibility
 from models_app.models import AccessToken, AuditEvent, ModelAlias, ModelVersion, Promotion, RegisteredModel
 
 
@@ -100,3 +100,167 @@ def team_list(*, user) -> QuerySet[Group]:
     if user.is_superuser:
         return qs
     return qs.filter(pk__in=list(team_roles(user)))
+
+
+# --- Catalog pages: facets, headline metrics ------------------------------------------------
+
+# When a model does not name its headline metric (tag ``headline_metric``), the first of these
+# that its run recorded is shown; failing that, the first metric by name.
+HEADLINE_METRIC_PREFERENCE = (
+    "accuracy", "auc", "roc_auc", "f1", "f1_score", "precision", "recall", "r2", "rmse", "mae", "mape",
+    "log_loss", "bleu", "rouge_l", "perplexity",
+)  # fmt: skip
+HEADLINE_TAG = "headline_metric"
+TAG_FACET_LIMIT = 15
+
+
+def catalog_facets(*, queryset: QuerySet[RegisteredModel]) -> dict[str, list[tuple[str, int]]]:
+    """Counts of task, framework, team, stage and tag over ``queryset`` (already visibility-scoped).
+
+    Counted in the database, five grouped queries whatever the number of models. Because they
+    count only rows of ``queryset``, a model the user may not see is never counted.
+    """
+    from models_app.filtersets import FRAMEWORK_TAG, TASK_TAG
+    from models_app.models import ModelTag
+
+    ids = queryset.order_by().values("pk")
+    tags = ModelTag.objects.filter(model_id__in=ids)
+
+    def tag_counts(key: str) -> list[tuple[str, int]]:
+        rows = tags.filter(key=key).values("value").annotate(n=Count("model_id")).order_by("-n", "value")
+        return [(r["value"], r["n"]) for r in rows if r["value"]]
+
+    teams = (
+        RegisteredModel.objects.filter(pk__in=ids)
+        .values("team__name")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "team__name")
+    )
+    stages = (
+        ModelVersion.objects.filter(model_id__in=ids)
+        .values("stage")
+        .annotate(n=Count("model_id", distinct=True))
+        .order_by("stage")
+    )
+    stage_labels = dict(Stage.choices)
+    other_tags = (
+        tags.exclude(key__in=[TASK_TAG, FRAMEWORK_TAG, HEADLINE_TAG])
+        .values("key", "value")
+        .annotate(n=Count("model_id"))
+        .order_by("-n", "key", "value")[:TAG_FACET_LIMIT]
+    )
+    stage_order = [s for s in (Stage.PRODUCTION, Stage.STAGING, Stage.NONE, Stage.ARCHIVED)]
+    stage_rows = {r["stage"]: r["n"] for r in stages}
+    return {
+        "task": tag_counts(TASK_TAG),
+        "framework": tag_counts(FRAMEWORK_TAG),
+        "team": [(r["team__name"], r["n"]) for r in teams],
+        "stage": [(s, stage_rows[s], stage_labels[s]) for s in stage_order if s in stage_rows],
+        "tag": [(f"{r['key']}={r['value']}" if r["value"] else r["key"], r["n"]) for r in other_tags],
+    }
+
+
+def _headline_names(metrics: dict, preferred: str = "") -> list[str]:
+    numeric = [k for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    wanted = [p.strip() for p in preferred.split(",") if p.strip()]
+    ordered = [k for k in wanted if k in numeric]
+    ordered += [k for k in HEADLINE_METRIC_PREFERENCE if k in numeric and k not in ordered]
+    ordered += sorted(k for k in numeric if k not in ordered)
+    return ordered
+
+
+def headline_metrics(*, models: list[RegisteredModel]) -> dict[int, dict]:
+    """``{model_id: {"version", "stage", "name", "value", "metrics"}}`` in one query.
+
+    The headline comes from the run metrics of the production version, else of the newest version
+    that recorded any. Reads the prefetched ``tags`` of ``models`` (for ``headline_metric``).
+    """
+    from lineage_app.models import TrainingRun
+
+    if not models:
+        return {}
+    runs = (
+        TrainingRun.objects.filter(version__model_id__in=[m.pk for m in models])
+        .exclude(metrics={})
+        .values_list("version__model_id", "version__version", "version__stage", "metrics")
+        .order_by("version__model_id", "-version__version")
+    )
+    chosen: dict[int, tuple] = {}
+    for model_id, number, stage, metrics in runs:
+        if not isinstance(metrics, dict) or not metrics:
+            continue
+        current = chosen.get(model_id)
+        if current is None or (stage == Stage.PRODUCTION and current[1] != Stage.PRODUCTION):
+            chosen[model_id] = (number, stage, metrics)
+    result = {}
+    for model in models:
+        if model.pk not in chosen:
+            continue
+        number, stage, metrics = chosen[model.pk]
+        preferred = next((t.value for t in model.tags.all() if t.key == HEADLINE_TAG), "")
+        names = _headline_names(metrics, preferred)
+        if not names:
+            continue
+        result[model.pk] = {
+            "version": number,
+            "stage": stage,
+            "name": names[0],
+            "value": metrics[names[0]],
+            "metrics": {n: metrics[n] for n in names[:4]},
+        }
+    return result
+
+
+def metric_series(*, model: RegisteredModel, versions: list[ModelVersion], limit: int = 3) -> list[dict]:
+    """Headline metrics across versions, oldest first: ``[{"name", "points": [(version, value)]}]``."""
+    from lineage_app.models import TrainingRun
+
+    runs = dict(
+        TrainingRun.objects.filter(version__in=versions)
+        .exclude(metrics={})
+        .values_list("version__version", "metrics")
+    )
+    if not runs:
+        return []
+    merged: dict = {}
+    for metrics in runs.values():
+        if isinstance(metrics, dict):
+            merged.update(metrics)
+    preferred = next((t.value for t in model.tags.all() if t.key == HEADLINE_TAG), "")
+    series = []
+    for name in _headline_names(merged, preferred)[:limit]:
+        points = [
+            (number, float(runs[number][name]))
+            for number in sorted(runs)
+            if isinstance(runs[number], dict)
+            and isinstance(runs[number].get(name), int | float)
+            and not isinstance(runs[number].get(name), bool)
+        ]
+        if points:
+            series.append({"name": name, "points": points})
+    return series
+
+
+_STAGE_RANK = {Stage.PRODUCTION: 3, Stage.STAGING: 2, Stage.NONE: 1, Stage.ARCHIVED: 0}
+
+
+def model_stages(*, models: list[RegisteredModel]) -> dict[int, str]:
+    """The most advanced stage any version of each model has reached (one query)."""
+    best: dict[int, str] = {}
+    rows = ModelVersion.objects.filter(model_id__in=[m.pk for m in models]).values_list("model_id", "stage")
+    for model_id, stage in rows.distinct():
+        if _STAGE_RANK.get(stage, -1) > _STAGE_RANK.get(best.get(model_id), -1):
+            best[model_id] = stage
+    return best
+
+
+def webhook_list(*, user) -> QuerySet:
+    """The caller's webhooks (admins see everyone's), each with its ten latest deliveries."""
+    from models_app.models import Webhook, WebhookDelivery
+
+    recent = WebhookDelivery.objects.select_related("event").order_by("-created_at")
+    qs = Webhook.objects.select_related("owner").order_by("name", "pk")
+    qs = qs.prefetch_related(Prefetch("deliveries", queryset=recent, to_attr="recent_deliveries"))
+    if not user.is_authenticated:
+        return qs.none()
+    return qs if user.is_superuser else qs.filter(owner=user)

@@ -223,7 +223,9 @@ def usage_record(*, model: RegisteredModel | int, kind: str, count: int = 1) -> 
     use of the day inserts the row, later ones add to it in the database (no read-modify-write).
     """
     if kind not in UsageKind.values:
-        raise ValidationError({"kind": f"Unknown usage kind '{kind}' (one of {', '.join(UsageKind.values)})."})
+        raise ValidationError(
+            {"kind": f"Unknown usage kind '{kind}' (one of {', '.join(UsageKind.values)})."}
+        )
     if count < 1:
         raise ValidationError({"count": "Count at least one use."})
     model_id = model if isinstance(model, int) else model.pk

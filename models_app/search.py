@@ -2,10 +2,11 @@
 
 PostgreSQL (production):
 - full text over name (weight A), description (B) and model card (C) with ``websearch`` syntax
-  and ``SearchRank``, served by a GIN expression index on exactly :func:`search_vector`;
-- typo tolerance with ``pg_trgm``: ``word_similarity(query, name|description|tag)`` above the
+  and ``SearchRank``, on the stored ``search_document`` column (kept by a trigger, GIN-indexed);
+- typo tolerance with ``pg_trgm``: ``word_similarity(query, name|tag)`` above the
   ``pg_trgm.word_similarity_threshold`` (0.6 by default, so "custmer churn" finds "customer
-  churn"), served by GIN ``gin_trgm_ops`` indexes (migration ``0006_catalog_card_search``).
+  churn"), served by GIN ``gin_trgm_ops`` indexes (migration ``0006_catalog_card_search``); and
+  when no name or tag is close, ``word_similarity(query, description)`` (slower: long texts).
 
 SQLite (``make run`` on a laptop): every word must appear (substring, any case) in the name,
 description, card or a tag; failing that, names, descriptions and tags are matched word by word
@@ -25,7 +26,6 @@ from functools import lru_cache
 from django.contrib.postgres.search import (
     SearchQuery,
     SearchRank,
-    SearchVector,
     TrigramWordSimilarity,
 )
 from django.db import connection
@@ -37,16 +37,6 @@ SEARCH_CONFIG = "english"
 MAX_WORDS = 8
 SQLITE_FUZZY_THRESHOLD = 0.5
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-
-
-def search_vector() -> SearchVector:
-    """The document of a model. The GIN index of migration 0006 is built on this exact expression:
-    change it only together with a migration that rebuilds ``registeredmodel_search_gin``."""
-    return (
-        SearchVector("name", weight="A", config=SEARCH_CONFIG)
-        + SearchVector("description", weight="B", config=SEARCH_CONFIG)
-        + SearchVector("card", weight="C", config=SEARCH_CONFIG)
-    )
 
 
 def words(text: str) -> list[str]:
@@ -130,23 +120,26 @@ def _exact_postgresql(queryset: QuerySet, value: str) -> QuerySet:
     query = SearchQuery(value, config=SEARCH_CONFIG, search_type="websearch")
     tag_hits = ModelTag.objects.filter(Q(key__iexact=value) | Q(value__icontains=value)).values("model_id")
     return queryset.annotate(
-        search_document=search_vector(),
         search_rank=SearchRank(F("search_document"), query)
         + Value(0.5) * TrigramWordSimilarity(value, "name"),
     ).filter(Q(search_document=query) | Q(pk__in=tag_hits))
 
 
 def _fuzzy_postgresql(queryset: QuerySet, value: str) -> QuerySet:
+    """Names and tags first (short texts: the trigram indexes answer in milliseconds); only when
+    they match nothing, descriptions too (long texts: many index candidates to re-check)."""
     from models_app.models import ModelTag
 
     tag_hits = ModelTag.objects.filter(
         Q(value__trigram_word_similar=value) | Q(key__trigram_word_similar=value)
     ).values("model_id")
-    return queryset.annotate(
-        search_rank=TrigramWordSimilarity(value, "name")
-        + Value(0.4) * TrigramWordSimilarity(value, "description"),
-    ).filter(
-        Q(name__trigram_word_similar=value) | Q(description__trigram_word_similar=value) | Q(pk__in=tag_hits)
+    short = queryset.annotate(search_rank=TrigramWordSimilarity(value, "name")).filter(
+        Q(name__trigram_word_similar=value) | Q(pk__in=tag_hits)
+    )
+    if short.exists():
+        return short
+    return queryset.annotate(search_rank=TrigramWordSimilarity(value, "description")).filter(
+        description__trigram_word_similar=value
     )
 
 

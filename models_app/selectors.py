@@ -114,49 +114,51 @@ HEADLINE_TAG = "headline_metric"
 TAG_FACET_LIMIT = 15
 
 
-def catalog_facets(*, queryset: QuerySet[RegisteredModel]) -> dict[str, list[tuple[str, int]]]:
-    """Counts of task, framework, team, stage and tag over ``queryset`` (already visibility-scoped).
+def catalog_facets(*, queryset: QuerySet[RegisteredModel] | None = None, ids: list[int] | None = None):
+    """Counts of task, framework, team, stage and tag over the models of ``queryset`` or ``ids``.
 
-    Counted in the database, five grouped queries whatever the number of models. Because they
-    count only rows of ``queryset``, a model the user may not see is never counted.
+    Both must come from a visibility-scoped selector: counting only those rows, a model the user
+    may not see is never counted. Three grouped queries whatever the number of models; pass
+    ``ids`` when the set is expensive to compute (a search), so it is not evaluated three times.
     """
     from models_app.filtersets import FRAMEWORK_TAG, TASK_TAG
     from models_app.models import ModelTag
 
-    ids = queryset.order_by().values("pk")
-    tags = ModelTag.objects.filter(model_id__in=ids)
-
-    def tag_counts(key: str) -> list[tuple[str, int]]:
-        rows = tags.filter(key=key).values("value").annotate(n=Count("model_id")).order_by("-n", "value")
-        return [(r["value"], r["n"]) for r in rows if r["value"]]
-
+    members = ids if ids is not None else queryset.order_by().values("pk")
+    tag_rows = (
+        ModelTag.objects.filter(model_id__in=members)
+        .values_list("key", "value")
+        .annotate(n=Count("model_id"))
+        .order_by("-n", "key", "value")
+    )
+    by_key: dict[str, list[tuple[str, int]]] = {TASK_TAG: [], FRAMEWORK_TAG: []}
+    other: list[tuple[str, int]] = []
+    for key, value, n in tag_rows:
+        if key in by_key:
+            if value:
+                by_key[key].append((value, n))
+        elif key != HEADLINE_TAG and len(other) < TAG_FACET_LIMIT:
+            other.append((f"{key}={value}" if value else key, n))
     teams = (
-        RegisteredModel.objects.filter(pk__in=ids)
-        .values("team__name")
+        RegisteredModel.objects.filter(pk__in=members)
+        .values_list("team__name")
         .annotate(n=Count("pk"))
         .order_by("-n", "team__name")
     )
-    stages = (
-        ModelVersion.objects.filter(model_id__in=ids)
-        .values("stage")
+    stages = dict(
+        ModelVersion.objects.filter(model_id__in=members)
+        .values_list("stage")
         .annotate(n=Count("model_id", distinct=True))
-        .order_by("stage")
+        .order_by()
     )
-    stage_labels = dict(Stage.choices)
-    other_tags = (
-        tags.exclude(key__in=[TASK_TAG, FRAMEWORK_TAG, HEADLINE_TAG])
-        .values("key", "value")
-        .annotate(n=Count("model_id"))
-        .order_by("-n", "key", "value")[:TAG_FACET_LIMIT]
-    )
-    stage_order = [s for s in (Stage.PRODUCTION, Stage.STAGING, Stage.NONE, Stage.ARCHIVED)]
-    stage_rows = {r["stage"]: r["n"] for r in stages}
+    labels = dict(Stage.choices)
+    order = (Stage.PRODUCTION, Stage.STAGING, Stage.NONE, Stage.ARCHIVED)
     return {
-        "task": tag_counts(TASK_TAG),
-        "framework": tag_counts(FRAMEWORK_TAG),
-        "team": [(r["team__name"], r["n"]) for r in teams],
-        "stage": [(s, stage_rows[s], stage_labels[s]) for s in stage_order if s in stage_rows],
-        "tag": [(f"{r['key']}={r['value']}" if r["value"] else r["key"], r["n"]) for r in other_tags],
+        "task": by_key[TASK_TAG],
+        "framework": by_key[FRAMEWORK_TAG],
+        "team": list(teams),
+        "stage": [(s, stages[s], labels[s]) for s in order if s in stages],
+        "tag": other,
     }
 
 

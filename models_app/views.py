@@ -33,6 +33,7 @@ from models_app.signature import signature_fields, version_signature
 from registry_project.errors import Conflict
 
 PAGE_SIZE = 20
+SEARCH_RESULTS_MAX = 5000  # a search lists (and counts) at most this many best matches
 _MARKUP = re.compile(r"[#*_`>|\[\]()!~-]+")
 
 
@@ -69,15 +70,25 @@ def catalog(request: HttpRequest) -> HttpResponse:
     models = filterset.qs if valid else visible.none()
     if valid and not filterset.form.cleaned_data.get("sort") and not filterset.form.cleaned_data.get("q"):
         models = models.order_by("-updated_at", "pk")
-    page = Paginator(models, PAGE_SIZE).get_page(request.GET.get("page"))
-    items = list(page.object_list)
+    searching = valid and bool(filterset.form.cleaned_data.get("q"))
+    if searching:
+        # A search is the expensive part: run it once for the ordered ids, then page, count and
+        # facet on those ids instead of re-running it in every query.
+        ids = list(models.values_list("pk", flat=True)[:SEARCH_RESULTS_MAX])
+        page = Paginator(ids, PAGE_SIZE).get_page(request.GET.get("page"))
+        by_id = visible.order_by().in_bulk(list(page.object_list))
+        items = [by_id[pk] for pk in page.object_list if pk in by_id]
+    else:
+        ids = None
+        page = Paginator(models, PAGE_SIZE).get_page(request.GET.get("page"))
+        items = list(page.object_list)
     headlines = selectors.headline_metrics(models=items)
     stages = selectors.model_stages(models=items)
     results = [
         {"model": m, "summary": plain_summary(m), "headline": headlines.get(m.pk), "stage": stages.get(m.pk)}
         for m in items
     ]
-    facets = selectors.catalog_facets(queryset=models) if valid else {}
+    facets = selectors.catalog_facets(queryset=models, ids=ids) if valid else {}
     active = {key: request.GET.get(key, "") for key in ("task", "framework", "team", "stage", "tag")}
     facet_groups = []
     for key, title in (

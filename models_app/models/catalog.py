@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models.functions import Lower
 
@@ -29,6 +30,10 @@ class RegisteredModel(models.Model):
     # The model card: Markdown for people (what it does, data, metrics, intended use, limits).
     # Rendered sanitized (models_app.cards); raw HTML in it never reaches a page unescaped.
     card = models.TextField(blank=True, max_length=100_000)
+    # The full-text document (name A, description B, card C). On PostgreSQL a trigger of
+    # migration 0006 fills it on every insert and update, whatever Django writes; elsewhere it
+    # stays empty and search falls back (models_app.search).
+    search_document = SearchVectorField(null=True, editable=False)
     team = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="registered_models")
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.INTERNAL)
     created_by = models.ForeignKey(
@@ -83,6 +88,8 @@ class ModelVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["model", "version"], name="modelversion_model_version_unique")
         ]
+        # The catalog's stage facet counts distinct models per stage: an index-only scan.
+        indexes = [models.Index(fields=["stage", "model"], name="modelversion_stage_model")]
 
     def __str__(self) -> str:
         return f"{self.model.name} v{self.version}"

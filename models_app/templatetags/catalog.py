@@ -35,3 +35,20 @@ def metric(value) -> str:
         return f"{float(value):.4g}"
     except (TypeError, ValueError):
         return str(value)
+
+
+# Metrics where a smaller number is the better result.
+LOWER_IS_BETTER = ("rmse", "mse", "mae", "mape", "loss", "log_loss", "error", "perplexity", "wer", "cer")
+
+
+@register.filter
+def metric_verdict(delta, name: str) -> str:
+    """``better`` or ``worse`` for a change of ``delta`` in metric ``name`` (``""`` when unchanged)."""
+    try:
+        delta = float(delta)
+    except (TypeError, ValueError):
+        return ""
+    if not delta:
+        return ""
+    lower = any(part in name.lower() for part in LOWER_IS_BETTER)
+    return "better" if (delta < 0) == lower else "worse"

@@ -83,6 +83,8 @@ def test_postgresql_path_uses_full_text_and_trigrams(postgres, viewer, catalog):
     assert names(ranked) == ["customer-churn"]  # stemming: customers → customer
     assert names(search._fuzzy_postgresql(visible, "custmer churn"))[:1] == ["customer-churn"]
     assert names(search._fuzzy_postgresql(visible, "demand forcast")) == ["demand-forecast"]
+    # No name or tag is close: descriptions are searched fuzzily too.
+    assert names(search._fuzzy_postgresql(visible, "cancel subscripton")) == ["customer-churn"]
 
 
 def test_search_indexes_exist_on_postgresql(postgres):
@@ -327,3 +329,12 @@ def test_webhooks_page_refuses_bad_input_and_viewers(owner, viewer):
         .status_code
         == 403
     )
+
+
+def test_compare_page_says_better_or_worse(viewer, catalog):
+    page = signed_in(viewer).get("/models/customer-churn/compare/?a=1&b=2").content.decode()
+    assert "How the results moved" in page and 'class="verdict-better">better' in page
+    from models_app.templatetags.catalog import metric_verdict
+
+    assert metric_verdict(-0.5, "rmse") == "better" and metric_verdict(0.5, "val_loss") == "worse"
+    assert metric_verdict(0.01, "auc") == "better" and metric_verdict(0, "auc") == ""

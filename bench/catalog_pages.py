@@ -182,7 +182,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     call_command("collectstatic", interactive=False, verbosity=0)  # pages link the hashed CSS
     reuse = "--reuse" in sys.argv  # keep the seeded data between runs (profiling)
-    if reuse and User.objects.filter(username="bench-viewer").exists():
+    from models_app.models import RegisteredModel
+
+    if reuse and RegisteredModel.objects.filter(name__startswith="bench-").exists():
         viewer = User.objects.get(username="bench-viewer")
     else:
         cleanup()
@@ -193,8 +195,6 @@ def main() -> None:
         )
     client = Client()
     client.force_login(viewer)
-    from models_app.models import RegisteredModel
-
     model_name = (
         RegisteredModel.objects.filter(
             name__startswith="bench-", visibility="internal", versions__stage="production"

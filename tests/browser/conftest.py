@@ -17,27 +17,35 @@ from django.contrib.sessions.backends.db import SessionStore
 
 from tests.conftest import need_service
 
-# Playwright's sync API runs an asyncio loop in this thread; Django would then refuse ORM calls
-# from the test body ("You cannot call this from an async context"). The test body is not
-# async code, so allow it.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = Path(os.environ.get("MODELYARD_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module. Module-scoped, so that Playwright's loop and the
+    ``DJANGO_ALLOW_ASYNC_UNSAFE`` it needs end with the module: Playwright's sync API keeps an
+    asyncio loop running in this thread, and Django would refuse ORM calls from the (synchronous)
+    test body without it; other tests, and the subprocesses they start (``check --deploy``
+    rejects that variable), never see it."""
     need_service(CHROMIUM.exists(), f"Chromium at {CHROMIUM} (apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         need_service(False, "playwright (pip install -e '.[dev]')")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield browser
-        browser.close()
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

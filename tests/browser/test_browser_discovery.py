@@ -153,3 +153,43 @@ def test_owner_writes_the_card_in_the_page_and_manages_webhooks(visit, shot, own
         shot(page, name)
     assert page.errors == []
     assert Promotion.objects.count() == 0
+
+
+def test_try_it_posts_dataframe_records_with_the_csrf_token(visit, owner, rf):
+    """The prediction endpoint belongs to deployments (not on this branch): Playwright answers the
+    POST itself (``page.route``), which is what this test mocks; the form and its script are real."""
+    import json
+
+    from django.template.loader import render_to_string
+
+    from models_app.signature import signature_fields
+    from tests.models_app.catalog_data import SIGNATURE
+
+    request = rf.get("/")
+    request.user = owner
+    include = render_to_string(
+        "models_app/_try_it.html",
+        {"predict_url": "/deployments/7/predict", "signature_fields": signature_fields(SIGNATURE)},
+        request,
+    )
+    page = visit(owner)
+    seen = []
+
+    def answer(route):
+        seen.append((route.request.headers, route.request.post_data))
+        route.fulfill(status=200, content_type="application/json", body='{"predictions": [0.73]}')
+
+    page.route("**/deployments/7/predict", answer)
+    page.goto("/tokens/")  # any page of the site, so the script's URL and the origin are ours
+    page.set_content(f"<!doctype html><html><body><main>{include}</main></body></html>")
+    page.get_by_label("tenure_months").fill("14")
+    page.get_by_label("plan").fill("gold")
+    page.get_by_label("has_complaint").check()
+    page.get_by_role("button", name="Predict").click()
+    expect(page.locator(".try-it-result")).to_contain_text("0.73")
+    headers, body = seen[0]
+    assert json.loads(body) == {
+        "dataframe_records": [{"tenure_months": 14.0, "plan": "gold", "has_complaint": True}]
+    }
+    assert headers["content-type"] == "application/json" and headers["x-csrftoken"]
+    assert page.errors == []

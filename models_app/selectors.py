@@ -171,21 +171,52 @@ def _headline_names(metrics: dict, preferred: str = "") -> list[str]:
     return ordered
 
 
-def headline_metrics(*, models: list[RegisteredModel]) -> dict[int, dict]:
-    """``{model_id: {"version", "stage", "name", "value", "metrics"}}`` in one query.
+METRIC_TAG_PREFIX = "metric."
 
-    The headline comes from the run metrics of the production version, else of the newest version
-    that recorded any. Reads the prefetched ``tags`` of ``models`` (for ``headline_metric``).
+
+def _version_metrics(versions: QuerySet[ModelVersion]) -> dict[tuple[int, int, str], dict]:
+    """``{(model_id, version, stage): {metric: number}}`` for ``versions`` that recorded metrics.
+
+    From the training run's metrics (lineage), completed by numeric version tags ``metric.<name>``
+    (what clients without lineage, and the demo catalog, record); the run wins on a clash.
     """
     from lineage_app.models import TrainingRun
+    from models_app.models import VersionTag
 
-    if not models:
-        return {}
+    found: dict[tuple[int, int, str], dict] = {}
+    tags = VersionTag.objects.filter(version__in=versions, key__startswith=METRIC_TAG_PREFIX).values_list(
+        "version__model_id", "version__version", "version__stage", "key", "value"
+    )
+    for model_id, number, stage, key, value in tags:
+        try:
+            number_value = float(value)
+        except ValueError:
+            continue
+        found.setdefault((model_id, number, stage), {})[key[len(METRIC_TAG_PREFIX) :]] = number_value
     runs = (
-        TrainingRun.objects.filter(version__model_id__in=[m.pk for m in models])
+        TrainingRun.objects.filter(version__in=versions)
         .exclude(metrics={})
         .values_list("version__model_id", "version__version", "version__stage", "metrics")
-        .order_by("version__model_id", "-version__version")
+    )
+    for model_id, number, stage, metrics in runs:
+        if isinstance(metrics, dict) and metrics:
+            found.setdefault((model_id, number, stage), {}).update(metrics)
+    return found
+
+
+def headline_metrics(*, models: list[RegisteredModel]) -> dict[int, dict]:
+    """``{model_id: {"version", "stage", "name", "value", "metrics"}}`` in two queries.
+
+    The headline comes from the metrics of the production version, else of the newest version
+    that recorded any (see :func:`_version_metrics`). Reads the prefetched ``tags`` of ``models``
+    (for ``headline_metric``).
+    """
+    if not models:
+        return {}
+    found = _version_metrics(ModelVersion.objects.filter(model_id__in=[m.pk for m in models]))
+    runs = sorted(
+        ((model_id, number, stage, metrics) for (model_id, number, stage), metrics in found.items()),
+        key=lambda row: (row[0], -row[1]),
     )
     chosen: dict[int, tuple] = {}
     for model_id, number, stage, metrics in runs:
@@ -215,13 +246,12 @@ def headline_metrics(*, models: list[RegisteredModel]) -> dict[int, dict]:
 
 def metric_series(*, model: RegisteredModel, versions: list[ModelVersion], limit: int = 3) -> list[dict]:
     """Headline metrics across versions, oldest first: ``[{"name", "points": [(version, value)]}]``."""
-    from lineage_app.models import TrainingRun
-
-    runs = dict(
-        TrainingRun.objects.filter(version__in=versions)
-        .exclude(metrics={})
-        .values_list("version__version", "metrics")
-    )
+    runs = {
+        number: metrics
+        for (_m, number, _s), metrics in _version_metrics(
+            ModelVersion.objects.filter(pk__in=[v.pk for v in versions])
+        ).items()
+    }
     if not runs:
         return []
     merged: dict = {}

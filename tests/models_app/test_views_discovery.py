@@ -340,3 +340,16 @@ def test_compare_page_says_better_or_worse(viewer, catalog):
 
     assert metric_verdict(-0.5, "rmse") == "better" and metric_verdict(0.5, "val_loss") == "worse"
     assert metric_verdict(0.01, "auc") == "better" and metric_verdict(0, "auc") == ""
+
+
+def test_metrics_recorded_as_version_tags_count_too(owner, team, viewer):
+    """Clients without lineage (and the demo catalog) record ``metric.<name>`` version tags."""
+    model = services.registered_model_create(actor=owner, name="tagged", team=team)
+    for value in ("0.7", "0.75"):
+        version = services.model_version_create(actor=owner, model=model)
+        services.version_tag_set(actor=owner, version=version, key="metric.f1", value=value)
+        services.version_tag_set(actor=owner, version=version, key="metric.note", value="n/a")
+    model = selectors.registered_model_list(user=viewer).get(name="tagged")
+    assert selectors.headline_metrics(models=[model])[model.pk]["metrics"] == {"f1": 0.75}
+    series = selectors.metric_series(model=model, versions=list(model.versions.all()))
+    assert series == [{"name": "f1", "points": [(1, 0.7), (2, 0.75)]}]

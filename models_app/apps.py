@@ -5,3 +5,11 @@ class ModelsAppConfig(AppConfig):
     name = "models_app"
     verbose_name = "Catalog"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        from models_app.search import register_sqlite_functions
+
+        # SQLite has no pg_trgm: the catalog's fuzzy match runs as a Python SQL function there.
+        connection_created.connect(register_sqlite_functions, dispatch_uid="modelyard_sqlite_functions")

@@ -62,3 +62,8 @@ class DeliveryState(models.TextChoices):
     PENDING = "pending", "Pending"
     DELIVERED = "delivered", "Delivered"
     FAILED = "failed", "Failed for good"
+
+
+class UsageKind(models.TextChoices):
+    DOWNLOAD = "download", "Download"
+    PREDICTION = "prediction", "Prediction"

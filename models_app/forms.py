@@ -62,3 +62,35 @@ class TeamCreateForm(forms.Form):
 class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=TeamRole.choices)
+
+
+class ModelCardForm(forms.Form):
+    card = forms.CharField(
+        label="Model card (Markdown)",
+        widget=forms.Textarea(attrs={"rows": 24, "spellcheck": "true"}),
+        required=False,
+        max_length=100_000,
+        strip=False,
+        help_text="Headings with #, lists with -, tables with |. HTML is shown as text.",
+    )
+
+
+class WebhookCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What receives the events, e.g. 'Slack #ml-alerts'.")
+    url = forms.URLField(
+        max_length=2000, label="URL", assume_scheme="https", help_text="A public https:// address."
+    )
+    events = forms.CharField(
+        max_length=2000,
+        initial="*",
+        help_text="Comma-separated event types, such as version.ready, promotion.applied; * for all.",
+    )
+    secret = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=forms.PasswordInput,
+        help_text="Optional: leave empty to have one generated (shown once).",
+    )
+
+    def clean_events(self) -> list[str]:
+        return [e.strip() for e in self.cleaned_data["events"].split(",") if e.strip()]

@@ -3,6 +3,7 @@ transaction and records an audit event with the state before and after."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -14,10 +15,11 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from models_app import artifacts
-from models_app.choices import TeamRole, TokenScope, UploadState, VersionStatus, Visibility
+from models_app.choices import TeamRole, TokenScope, UploadState, UsageKind, VersionStatus, Visibility
 from models_app.models import (
     AccessToken,
     AliasHistory,
@@ -25,6 +27,7 @@ from models_app.models import (
     Blob,
     ModelAlias,
     ModelTag,
+    ModelUsage,
     ModelVersion,
     PromotionPolicy,
     RegisteredModel,
@@ -111,6 +114,8 @@ def _snapshot_model(model: RegisteredModel) -> dict:
         "description": model.description,
         "team": model.team.name,
         "visibility": model.visibility,
+        # The card can be long: the audit log keeps its size and digest, not the text.
+        "card": {"length": len(model.card), "sha256": hashlib.sha256(model.card.encode()).hexdigest()},
     }
 
 
@@ -149,11 +154,12 @@ def registered_model_create(
     description: str = "",
     visibility: str = Visibility.INTERNAL,
     tags: dict[str, str] | None = None,
+    card: str = "",
 ) -> RegisteredModel:
     """Register a new model owned by ``team``; the actor must be a contributor of that team."""
     _require(actor, "models_app.add_registeredmodel", team)
     model = RegisteredModel(
-        name=name, team=team, description=description, visibility=visibility, created_by=actor
+        name=name, team=team, description=description, card=card, visibility=visibility, created_by=actor
     )
     _full_clean(model)
     _ensure_name_free(name)
@@ -170,12 +176,12 @@ def registered_model_create(
 
 @transaction.atomic
 def registered_model_update(*, actor, model: RegisteredModel, **changes: Any) -> RegisteredModel:
-    """Change name, description, visibility or owning team.
+    """Change name, description, model card, visibility or owning team.
 
     Moving a model to another team needs the right to create models in that team as well.
     """
     _require(actor, "models_app.change_registeredmodel", model)
-    allowed = {"name", "description", "visibility", "team"}
+    allowed = {"name", "description", "card", "visibility", "team"}
     if unknown := set(changes) - allowed:
         raise ValidationError({key: "This field cannot be changed." for key in unknown})
     model = RegisteredModel.objects.select_for_update().select_related("team").get(pk=model.pk)
@@ -205,6 +211,36 @@ def registered_model_delete(*, actor, model: RegisteredModel) -> None:
     audit_record(actor=actor, action="model.deleted", obj=model, before=_snapshot_model(model))
     _abort_uploads_after_commit(UploadSession.objects.filter(version__model=model))
     model.delete()
+
+
+# --- Usage ---------------------------------------------------------------------------------
+
+
+def usage_record(*, model: RegisteredModel | int, kind: str, count: int = 1) -> None:
+    """Count ``count`` uses of ``model`` today: ``"download"`` (file API) or ``"prediction"``.
+
+    Not audited (it is a counter, not a change). One upsert, safe under concurrency: the first
+    use of the day inserts the row, later ones add to it in the database (no read-modify-write).
+    """
+    if kind not in UsageKind.values:
+        raise ValidationError(
+            {"kind": f"Unknown usage kind '{kind}' (one of {', '.join(UsageKind.values)})."}
+        )
+    if count < 1:
+        raise ValidationError({"count": "Count at least one use."})
+    model_id = model if isinstance(model, int) else model.pk
+    day = timezone.localdate()
+    with transaction.atomic():
+        updated = ModelUsage.objects.filter(model_id=model_id, kind=kind, day=day).update(
+            count=F("count") + count
+        )
+        if updated:
+            return
+        try:
+            with transaction.atomic():
+                ModelUsage.objects.create(model_id=model_id, kind=kind, day=day, count=count)
+        except IntegrityError:  # a concurrent first use of the day inserted it: add to that row
+            ModelUsage.objects.filter(model_id=model_id, kind=kind, day=day).update(count=F("count") + count)
 
 
 # --- Versions -------------------------------------------------------------------------------

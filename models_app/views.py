@@ -2,51 +2,176 @@
 
 from __future__ import annotations
 
+import re
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from models_app import selectors, services, services_governance
-from models_app.choices import PromotionState
-from models_app.filtersets import RegisteredModelFilterSet
+from models_app import selectors, services, services_events, services_governance
+from models_app.cards import card_draft
+from models_app.choices import PromotionState, Stage
+from models_app.filtersets import SORTS, RegisteredModelFilterSet
 from models_app.forms import (
     AccessTokenCreateForm,
     DecisionForm,
     MemberForm,
+    ModelCardForm,
     PolicyForm,
     PromotionRequestForm,
     TeamCreateForm,
+    WebhookCreateForm,
 )
+from models_app.models import RegisteredModel
+from models_app.signature import signature_fields, version_signature
 from registry_project.errors import Conflict
+
+PAGE_SIZE = 20
+SEARCH_RESULTS_MAX = 5000  # a search lists (and counts) at most this many best matches
+_MARKUP = re.compile(r"[#*_`>|\[\]()!~-]+")
+
+
+def plain_summary(model: RegisteredModel, limit: int = 220) -> str:
+    """What a model does, in a sentence or two: its description, else the start of its card."""
+    text = model.description.strip()
+    if not text and model.card:
+        paragraphs = [p for p in model.card.split("\n\n") if p.strip() and not p.lstrip().startswith("#")]
+        text = _MARKUP.sub(" ", paragraphs[0]) if paragraphs else ""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _with(query: QueryDict, key: str, value: str | None) -> str:
+    """The query string with ``key`` set to ``value`` (or removed), back on the first page."""
+    changed = query.copy()
+    changed.pop("page", None)
+    changed.pop(key, None)
+    if value is not None:
+        changed[key] = value
+    return changed.urlencode()
 
 
 @login_required
 def catalog(request: HttpRequest) -> HttpResponse:
-    """The searchable list of models the user may see."""
-    filterset = RegisteredModelFilterSet(
-        request.GET, queryset=selectors.registered_model_list(user=request.user)
-    )
-    models = filterset.qs.order_by("-updated_at") if filterset.is_valid() else filterset.queryset.none()
-    page = Paginator(models, 25).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
+    """The searchable catalog: one search box, facets with counts, sort, result cards.
+
+    Everything is counted and listed from the user's visible models only (the selector), so a
+    private model of another team shows up nowhere, not even as a number.
+    """
+    visible = selectors.registered_model_list(user=request.user)
+    filterset = RegisteredModelFilterSet(request.GET, queryset=visible)
+    valid = filterset.is_valid()
+    models = filterset.qs if valid else visible.none()
+    if valid and not filterset.form.cleaned_data.get("sort") and not filterset.form.cleaned_data.get("q"):
+        models = models.order_by("-updated_at", "pk")
+    searching = valid and bool(filterset.form.cleaned_data.get("q"))
+    if searching:
+        # A search is the expensive part: run it once for the ordered ids, then page, count and
+        # facet on those ids instead of re-running it in every query.
+        ids = list(models.values_list("pk", flat=True)[:SEARCH_RESULTS_MAX])
+        page = Paginator(ids, PAGE_SIZE).get_page(request.GET.get("page"))
+        by_id = visible.order_by().in_bulk(list(page.object_list))
+        items = [by_id[pk] for pk in page.object_list if pk in by_id]
+    else:
+        ids = None
+        page = Paginator(models, PAGE_SIZE).get_page(request.GET.get("page"))
+        items = list(page.object_list)
+    headlines = selectors.headline_metrics(models=items)
+    stages = selectors.model_stages(models=items)
+    results = [
+        {"model": m, "summary": plain_summary(m), "headline": headlines.get(m.pk), "stage": stages.get(m.pk)}
+        for m in items
+    ]
+    facets = selectors.catalog_facets(queryset=models, ids=ids) if valid else {}
+    active = {key: request.GET.get(key, "") for key in ("task", "framework", "team", "stage", "tag")}
+    facet_groups = []
+    for key, title in (
+        ("stage", "Stage"),
+        ("task", "Task"),
+        ("framework", "Framework"),
+        ("team", "Team"),
+        ("tag", "Tags"),
+    ):
+        entries = []
+        for row in facets.get(key, []):
+            value, count = row[0], row[1]
+            label = row[2] if len(row) > 2 else value
+            on = active[key].lower() == value.lower()
+            entries.append(
+                {"value": value, "label": label, "count": count, "on": on,
+                 "url": "?" + _with(request.GET, key, None if on else value)}
+            )  # fmt: skip
+        if entries:
+            facet_groups.append({"key": key, "title": title, "entries": entries})
+    sorts = [
+        {"value": value, "label": label, "url": "?" + _with(request.GET, "sort", value)}
+        for value, label in SORTS
+        if value != "relevance" or request.GET.get("q")
+    ]
+    current_sort = request.GET.get("sort") or ("relevance" if request.GET.get("q") else "updated")
     return render(
         request,
         "models_app/registeredmodel_list.html",
-        {"filterset": filterset, "page": page, "query": query.urlencode()},
+        {
+            "filterset": filterset,
+            "page": page,
+            "results": results,
+            "facet_groups": facet_groups,
+            "sorts": sorts,
+            "current_sort": current_sort,
+            "fuzzy": valid and filterset.fuzzy,
+            "active_filters": [
+                {"key": k, "value": v, "url": "?" + _with(request.GET, k, None)}
+                for k, v in active.items()
+                if v
+            ],
+            "query": _with(request.GET, "page", None),
+        },
     )
+
+
+def _snippets(request: HttpRequest, model: RegisteredModel, versions: list) -> dict | None:
+    """'Use this model': the Python client, the MLflow URI and curl, for a good alias or version."""
+    if not versions:
+        return None
+    aliases = {a.alias: a.version.version for a in model.aliases.all()}
+    production = next((v for v in versions if v.stage == Stage.PRODUCTION), None)
+    if "champion" in aliases:
+        ref, number = "@champion", aliases["champion"]
+    elif aliases:
+        alias = sorted(aliases)[0]
+        ref, number = f"@{alias}", aliases[alias]
+    elif production is not None:
+        ref, number = f"/{production.version}", production.version
+    else:
+        ref, number = f"/{versions[0].version}", versions[0].version
+    base = settings.SITE_URL or request.build_absolute_uri("/").rstrip("/")
+    archive = f"{base}/api/v1/models/{model.name}/versions/{number}/archive"
+    return {
+        "ref": ref,
+        "version": number,
+        "client": f"modelyard pull {model.name}{ref}",
+        "mlflow": f'import mlflow\n\nmodel = mlflow.pyfunc.load_model("models:/{model.name}{ref}")\n'
+        f"predictions = model.predict(data)",
+        "curl": f'curl -fL -H "Authorization: Bearer $MODELYARD_TOKEN" \\\n'
+        f"  -o {model.name}-v{number}.tar {archive}",
+    }
 
 
 @login_required
 def registeredmodel_detail(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(selectors.registered_model_list(user=request.user), name__iexact=name)
-    versions = selectors.model_version_list(user=request.user, model=model).prefetch_related("checks")
+    versions = list(selectors.model_version_list(user=request.user, model=model).prefetch_related("checks"))
     history = selectors.audit_event_list(user=request.user).filter(model_name__iexact=model.name)[:20]
+    headline = selectors.headline_metrics(models=[model]).get(model.pk)
+    featured = next((v for v in versions if v.stage == Stage.PRODUCTION), versions[0] if versions else None)
+    fields = signature_fields(version_signature(version=featured)) if featured else None
     return render(
         request,
         "models_app/registeredmodel_detail.html",
@@ -55,9 +180,50 @@ def registeredmodel_detail(request: HttpRequest, name: str) -> HttpResponse:
             "versions": versions,
             "policy": services.policy_get(model=model),
             "history": history,
+            "headline": headline,
+            "series": selectors.metric_series(model=model, versions=versions),
+            "snippets": _snippets(request, model, versions),
+            "featured": featured,
+            "signature_fields": fields,
+            # Filled in by deployments: running deployments of this model, and the prediction
+            # endpoint the "Try it" form posts to (the form is shown only when it is set).
+            "deployments": [],
+            "predict_url": None,
             "can_change": request.user.has_perm("models_app.change_registeredmodel", model),
             "can_edit_policy": request.user.has_perm("models_app.change_promotionpolicy", model),
         },
+    )
+
+
+@login_required
+def registeredmodel_card_edit(request: HttpRequest, name: str) -> HttpResponse:
+    """Owners write the model card; a new card starts from what the registry knows."""
+    model = get_object_or_404(selectors.registered_model_list(user=request.user), name__iexact=name)
+    if not request.user.has_perm("models_app.change_registeredmodel", model):
+        raise PermissionDenied
+    draft = ""
+    if not model.card:
+        from lineage_app.services import lineage_document
+
+        versions = list(selectors.model_version_list(user=request.user, model=model))
+        headline = selectors.headline_metrics(models=[model]).get(model.pk)
+        source = next((v for v in versions if headline and v.version == headline["version"]), None)
+        source = source or (versions[0] if versions else None)
+        document = lineage_document(version=source) if source else None
+        draft = card_draft(model=model, versions=versions, headline=headline, document=document)
+    form = ModelCardForm(request.POST or None, initial={"card": model.card or draft})
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.registered_model_update(actor=request.user, model=model, card=form.cleaned_data["card"])
+        except ValidationError as exc:
+            form.add_error("card", " ".join(exc.messages))
+        else:
+            messages.success(request, "Model card saved.")
+            return redirect("registeredmodel_detail", name=model.name)
+    return render(
+        request,
+        "models_app/registeredmodel_card_form.html",
+        {"model": model, "form": form, "is_draft": not model.card},
     )
 
 
@@ -240,3 +406,64 @@ def team_list(request: HttpRequest) -> HttpResponse:
             "member_form": member_form,
         },
     )
+
+
+@login_required
+def webhook_list(request: HttpRequest) -> HttpResponse:
+    """The user's webhooks (admins: everyone's), with recent deliveries; create one here."""
+    can_add = request.user.has_perm("models_app.add_webhook")
+    form = WebhookCreateForm(request.POST or None) if can_add else None
+    created_secret = None
+    if request.method == "POST":
+        if not can_add:
+            raise PermissionDenied
+        if form.is_valid():
+            try:
+                hook, created_secret = services_events.webhook_create(actor=request.user, **form.cleaned_data)
+            except (ValidationError, PermissionDenied) as exc:
+                form.add_error(None, _error_text(exc))
+            else:
+                messages.success(request, f"Webhook '{hook.name}' created.")
+                form = WebhookCreateForm()
+    hooks = selectors.webhook_list(user=request.user)
+    return render(
+        request,
+        "models_app/webhook_list.html",
+        {
+            "hooks": hooks,
+            "form": form,
+            "created_secret": created_secret,
+            "event_types": services_events.EVENT_TYPES,
+        },
+    )
+
+
+@login_required
+@require_POST
+def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Delete or ping a webhook, through the same services as the API."""
+    hook = get_object_or_404(selectors.webhook_list(user=request.user), pk=pk)
+    try:
+        if action == "delete":
+            services_events.webhook_delete(actor=request.user, hook=hook)
+            messages.success(request, f"Webhook '{hook.name}' deleted.")
+        else:
+            services_events.webhook_ping(actor=request.user, hook=hook)
+            messages.success(request, f"Ping queued for '{hook.name}'.")
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, _error_text(exc))
+    return redirect("webhook_list")
+
+
+@login_required
+@require_POST
+def webhook_redeliver(request: HttpRequest, pk: int, delivery_id: str) -> HttpResponse:
+    hook = get_object_or_404(selectors.webhook_list(user=request.user), pk=pk)
+    delivery = get_object_or_404(hook.deliveries.all(), delivery_id=delivery_id)
+    try:
+        services_events.delivery_redeliver(actor=request.user, delivery=delivery)
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, _error_text(exc))
+    else:
+        messages.success(request, f"Delivery {delivery.delivery_id} queued again.")
+    return redirect("webhook_list")

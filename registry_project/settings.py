@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    # Full-text and trigram lookups of the catalog search (inert on SQLite).
+    "django.contrib.postgres",
     "rest_framework",
     "django_filters",
     "drf_spectacular",

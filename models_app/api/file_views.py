@@ -23,6 +23,7 @@ from rest_framework.response import Response
 
 from models_app import artifacts, selectors, services
 from models_app.api.views import ModelLookupMixin
+from models_app.choices import UsageKind
 from models_app.models import ModelVersion, UploadSession, VersionFile
 from registry_project.api import StrictSerializer
 
@@ -197,7 +198,12 @@ class VersionFileView(VersionLookupMixin, GenericAPIView):
         ],
     )
     def get(self, request: Request, **kwargs) -> HttpResponse:
-        return file_download_response(request, self._file())
+        item = self._file()
+        response = file_download_response(request, item)
+        if response.status_code in (200, 302) and "Range" not in request.headers:
+            # A whole download (streamed or redirected); resumed ranges and 304s are not new uses.
+            services.usage_record(model=item.version.model_id, kind=UsageKind.DOWNLOAD)
+        return response
 
     def head(self, request: Request, **kwargs) -> HttpResponse:
         return file_download_response(request, self._file())
@@ -396,6 +402,7 @@ class VersionArchiveView(VersionLookupMixin, GenericAPIView):
             (f.path, f.blob.size, f.created_at.timestamp(), store.iter_bytes(f.blob_id)) for f in files
         )
         response = StreamingHttpResponse(artifacts.stream_tar(entries), content_type="application/x-tar")
+        services.usage_record(model=version.model_id, kind=UsageKind.DOWNLOAD)
         name = f"{version.model.name}-v{version.version}.tar"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         if version.manifest_digest:

@@ -56,6 +56,7 @@ class RegisteredModelSerializer(StrictModelSerializer):
         fields = [
             "name",
             "description",
+            "card",
             "team",
             "visibility",
             "tags",
@@ -66,6 +67,7 @@ class RegisteredModelSerializer(StrictModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["created_at", "updated_at"]
+        extra_kwargs = {"card": {"help_text": "The model card, Markdown (rendered sanitized in the UI)."}}
 
     @extend_schema_field({"type": "object", "additionalProperties": {"type": "integer"}})
     def get_aliases(self, obj: RegisteredModel) -> dict[str, int]:
@@ -75,6 +77,9 @@ class RegisteredModelSerializer(StrictModelSerializer):
 class RegisteredModelUpdateInputSerializer(StrictSerializer):
     name = serializers.CharField(max_length=128, validators=[validate_model_name], required=False)
     description = serializers.CharField(max_length=20_000, allow_blank=True, required=False)
+    card = serializers.CharField(
+        max_length=100_000, allow_blank=True, required=False, trim_whitespace=False, help_text="Markdown."
+    )
     team = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), required=False)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
 

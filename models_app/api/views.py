@@ -56,11 +56,18 @@ class RegisteredModelViewSet(viewsets.ModelViewSet):
     serializer_class = RegisteredModelSerializer
     filterset_class = RegisteredModelFilterSet
     ordering_fields = {"name": "name", "created": "created_at", "updated": "updated_at"}
-    ordering = ["name"]
     lookup_field = "name"
     lookup_value_regex = MODEL_NAME_RE
     permission_model = RegisteredModel
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    @property
+    def ordering(self) -> list[str] | None:
+        """By name, unless the FilterSet orders: a search ranks by relevance, ``?sort=`` sorts."""
+        params = self.request.query_params if getattr(self, "request", None) else {}
+        if params.get("q") or params.get("sort"):
+            return None
+        return ["name"]
 
     def get_queryset(self):
         return selectors.registered_model_list(user=self.request.user)
@@ -83,6 +90,7 @@ class RegisteredModelViewSet(viewsets.ModelViewSet):
             name=data["name"],
             team=team,
             description=data.get("description", ""),
+            card=data.get("card", ""),
             visibility=data["visibility"],
             tags=data.get("tags"),
         )

@@ -1,7 +1,14 @@
 from models_app.models.access import AccessToken, TeamMembership
 from models_app.models.artifacts import Blob, UploadSession, VersionFile
 from models_app.models.audit import AuditEvent
-from models_app.models.catalog import ModelAlias, ModelTag, ModelVersion, RegisteredModel, VersionTag
+from models_app.models.catalog import (
+    ModelAlias,
+    ModelTag,
+    ModelUsage,
+    ModelVersion,
+    RegisteredModel,
+    VersionTag,
+)
 from models_app.models.events import DeliveryAttempt, Event, Webhook, WebhookDelivery
 from models_app.models.governance import (
     AliasHistory,
@@ -23,6 +30,7 @@ __all__ = [
     "Event",
     "ModelAlias",
     "ModelTag",
+    "ModelUsage",
     "ModelVersion",
     "Promotion",
     "PromotionApproval",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models.functions import Lower
 
-from models_app.choices import Stage, VersionStatus, Visibility
+from models_app.choices import Stage, UsageKind, VersionStatus, Visibility
 from models_app.validators import (
     TAG_KEY_MAX,
     TAG_VALUE_MAX,
@@ -26,6 +27,13 @@ class RegisteredModel(models.Model):
 
     name = models.CharField(max_length=128, validators=[validate_model_name])
     description = models.TextField(blank=True, max_length=20_000)
+    # The model card: Markdown for people (what it does, data, metrics, intended use, limits).
+    # Rendered sanitized (models_app.cards); raw HTML in it never reaches a page unescaped.
+    card = models.TextField(blank=True, max_length=100_000)
+    # The full-text document (name A, description B, card C). On PostgreSQL a trigger of
+    # migration 0006 fills it on every insert and update, whatever Django writes; elsewhere it
+    # stays empty and search falls back (models_app.search).
+    search_document = SearchVectorField(null=True, editable=False)
     team = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="registered_models")
     visibility = models.CharField(max_length=16, choices=Visibility.choices, default=Visibility.INTERNAL)
     created_by = models.ForeignKey(
@@ -80,6 +88,8 @@ class ModelVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["model", "version"], name="modelversion_model_version_unique")
         ]
+        # The catalog's stage facet counts distinct models per stage: an index-only scan.
+        indexes = [models.Index(fields=["stage", "model"], name="modelversion_stage_model")]
 
     def __str__(self) -> str:
         return f"{self.model.name} v{self.version}"
@@ -162,3 +172,25 @@ class ModelAlias(models.Model):
     def permission_model(self):
         """The registered model whose visibility and team govern this object."""
         return self.model
+
+
+class ModelUsage(models.Model):
+    """How often a model was used, per kind and day: downloads now, predictions from deployments.
+
+    Written only by ``models_app.services.usage_record`` (an upsert of ``count + n``), read by the
+    catalog's "most used" sort.
+    """
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="usage")
+    kind = models.CharField(max_length=16, choices=UsageKind.choices)
+    day = models.DateField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "kind", "day"], name="modelusage_model_kind_day_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} {self.kind} {self.day}: {self.count}"

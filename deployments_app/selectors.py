@@ -1,0 +1,37 @@
+"""Permission-scoped reads of deployments: visible with the model they serve."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from deployments_app.models import Deployment, DeploymentEvent, DeploymentLogLine
+from models_app.selectors import _visible_q
+
+
+def deployment_list(*, user) -> QuerySet[Deployment]:
+    """Deployments of models ``user`` may see (internal ones, and private ones of their teams)."""
+    qs = Deployment.objects.select_related("model", "model__team", "version", "requested_by")
+    if not user.is_authenticated:
+        return qs.none()
+    if user.is_superuser:
+        return qs
+    return qs.filter(_visible_q(user, "model__"))
+
+
+def deployment_get_by_name(*, user, name: str) -> Deployment:
+    """The visible deployment called ``name``; raises ``Deployment.DoesNotExist``."""
+    return deployment_list(user=user).get(name=name)
+
+
+def deployment_events(*, deployment: Deployment, limit: int = 50) -> list[DeploymentEvent]:
+    """The latest events of a deployment, oldest first."""
+    rows = list(deployment.events.select_related("actor").order_by("-id")[:limit])
+    return rows[::-1]
+
+
+def deployment_log_tail(
+    *, deployment: Deployment, limit: int = 100, after_id: int = 0
+) -> list[DeploymentLogLine]:
+    """The last captured log lines (build and worker), oldest first; ``after_id`` for polling."""
+    qs = deployment.log_lines.filter(id__gt=after_id).order_by("-id")
+    return list(qs[:limit])[::-1]

@@ -57,14 +57,18 @@ CMD {command}
 
 
 def _requirements(spec: LaunchSpec) -> str:
-    """The runtime's requirements plus the model's own (``requirements.txt`` in its files)."""
-    lines = []
-    runtime_reqs = RUNTIME_DIR / "requirements.txt"
-    if runtime_reqs.exists():
-        lines += runtime_reqs.read_text().splitlines()
-    for candidate in sorted(spec.model_dir.rglob("requirements.txt")):
-        lines += candidate.read_text(errors="replace").splitlines()
-    cleaned = []
+    """The runtime's requirements for the model's format, plus the model's own ``requirements.txt``."""
+    from deployments_app.runtime.errors import ModelLoadError
+    from deployments_app.runtime.formats import detect
+
+    try:
+        detected = detect(spec.model_dir)
+    except ModelLoadError as exc:
+        raise DeployError(str(exc)) from exc
+    lines = list(detected.requirements)
+    if detected.model_requirements_file is not None:
+        lines += detected.model_requirements_file.read_text(errors="replace").splitlines()
+    cleaned: list[str] = []
     for line in lines:
         line = line.split("#", 1)[0].strip()
         # pip options in a model's file could point pip elsewhere: the registry's settings decide.
@@ -183,6 +187,8 @@ class DockerBackend:
             "0.0.0.0",  # noqa: S104 - inside the container; published on the configured address
             "--port",
             str(CONTAINER_PORT),
+            "--model-version",
+            str(spec.version),
         ] + (["--allow-pickle"] if spec.allow_pickle else [])
         (context / "Dockerfile").write_text(
             MODEL_DOCKERFILE.replace("{deployment_id}", str(spec.deployment_id))

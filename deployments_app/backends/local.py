@@ -72,6 +72,8 @@ class LocalBackend:
             "0",
             "--port-file",
             str(port_file),
+            "--model-version",
+            str(spec.version),
         ]
         if spec.allow_pickle:
             command.append("--allow-pickle")

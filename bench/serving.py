@@ -217,7 +217,7 @@ def wait_first_prediction(
         try:
             client = Client("127.0.0.1", port, timeout=5)
             try:
-                status, body = client.request(raw)
+                status, _ = client.request(raw)
             finally:
                 client.close()
             if status == 200:
@@ -429,7 +429,8 @@ def main() -> None:
 def print_tables(report: dict) -> None:
     ip = report["in_process"]
     print(
-        f"\nin-process predict: NumPy row {ip['numpy_row_ms']:.3f} ms, one-row DataFrame {ip['dataframe_row_ms']:.3f} ms"
+        f"\nin-process predict: NumPy row {ip['numpy_row_ms']:.3f} ms, "
+        f"one-row DataFrame {ip['dataframe_row_ms']:.3f} ms"
     )
     print("\n| server | protocol | concurrency | p50 ms | p99 ms | req/s | server CPU ms/req | errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
@@ -447,7 +448,8 @@ def print_tables(report: dict) -> None:
             f"| {s['rss_after_mib']:.0f} |"
         )
     for r in report.get("registry", []):
-        line = f"\nregistry {r['target']} {r['note']}: POST → first prediction {r['post_to_first_prediction_s']:.2f} s"
+        line = f"\nregistry {r['target']} {r['note']}: POST → first prediction "
+        line += f"{r['post_to_first_prediction_s']:.2f} s"
         for c in (1, 8):
             if f"proxy_c{c}" in r:
                 p = r[f"proxy_c{c}"]

@@ -120,7 +120,7 @@ class Stack:
             try:
                 if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy starting to answer
                 time.sleep(0.2)
         raise RuntimeError("web server did not start")
 

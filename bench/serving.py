@@ -69,13 +69,16 @@ class Client:
         head, _, rest = self.buf.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = int(lines[0].split()[1])
-        length = None
+        length, chunked = None, False
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
             elif name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
-                raise ConnectionError("chunked responses are not supported by this client")
+                chunked = True
+        if chunked:
+            self.buf = rest
+            return status, self._chunked()
         if length is None:
             raise ConnectionError("response without Content-Length")
         while len(rest) < length:
@@ -85,6 +88,31 @@ class Client:
             rest += chunk
         body, self.buf = rest[:length], rest[length:]
         return status, body
+
+    def _read_line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("server closed the connection mid-body")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def _chunked(self) -> bytes:
+        parts = []
+        while True:
+            size = int(self._read_line().split(b";")[0], 16)
+            if size == 0:
+                while self._read_line():
+                    pass
+                return b"".join(parts)
+            while len(self.buf) < size + 2:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("server closed the connection mid-body")
+                self.buf += chunk
+            parts.append(self.buf[:size])
+            self.buf = self.buf[size + 2 :]
 
     def close(self) -> None:
         self.sock.close()
@@ -290,16 +318,34 @@ def registry_phase(args, workdir: Path, row_body: bytes) -> list[dict]:
     if args.docker_host:
         env["DOCKER_HOST"] = args.docker_host
     var.mkdir()
-    stack = Stack(var, env).start(worker=True)
+    stack = Stack(var, env)
     results = []
     try:
+        stack.start()
+        # Deployment tasks go to the "deployments" queue (CELERY_TASK_ROUTES).
+        worker = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "registry_project",
+            "worker",
+            "-Q",
+            "deployments,celery",
+        ]
+        worker += ["--concurrency", "2", "--loglevel", "WARNING"]
+        stack.processes["worker"] = subprocess.Popen(worker, cwd=ROOT, env=stack.env)
+        stack.manage("create_user", "bench-deployer", "--team", "bench", "--role", "deployer")
+        stack.token = stack.manage(
+            "create_token", "admin", "--scopes", "read,write,predict", "--name", "predict"
+        )
         h = stack.headers
         api = f"{stack.url}/api/v1"
-        r = requests.post(f"{api}/models/", json={"name": "bench-lr"}, headers=h, timeout=30)
+        r = requests.post(f"{api}/models/", json={"name": "bench-lr", "team": "bench"}, headers=h, timeout=30)
         r.raise_for_status()
         r = requests.post(f"{api}/models/bench-lr/versions/", json={}, headers=h, timeout=30)
         r.raise_for_status()
-        number = r.json()["number"] if "number" in r.json() else r.json()["version"]
+        number = r.json()["version"]
         data = (workdir / "skops" / "model.skops").read_bytes()
         url = f"{api}/models/bench-lr/versions/{number}/files/model.skops"
         requests.put(url, data=data, headers=h, timeout=60).raise_for_status()

@@ -65,7 +65,9 @@ def ready_version(owner, model, files: dict[str, bytes], *, run_checks: bool = F
     """Upload ``files`` as a new version and finalize it (running the built-in checks if asked)."""
     version = services.model_version_create(actor=owner, model=model)
     for path, data in files.items():
-        services.version_file_upload(actor=owner, version=version, path=path, stream=io.BytesIO(data), size=len(data))
+        services.version_file_upload(
+            actor=owner, version=version, path=path, stream=io.BytesIO(data), size=len(data)
+        )
     services.model_version_finalize(actor=owner, version=version)
     if run_checks:
         from models_app.services_governance import builtin_checks_run
@@ -99,7 +101,7 @@ def private_skops_version(owner, private_model):
 def start_runtime(model_dir: Path, name: str) -> tuple[subprocess.Popen, str]:
     """A real serving runtime on 127.0.0.1 (a free port), for proxy tests of external deployments."""
     port_file = Path(tempfile.mkdtemp(prefix="modelyard-rt-")) / "port"
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-m", "deployments_app.runtime", "--model-dir", str(model_dir), "--name", name,
          "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
         cwd=ROOT,

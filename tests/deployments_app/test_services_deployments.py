@@ -26,9 +26,11 @@ def request(actor, model, **extra):
 def test_request_queues_and_enqueues_the_launch_after_commit(
     deployer, internal_model, skops_version, django_capture_on_commit_callbacks
 ):
-    with mock.patch("deployments_app.tasks.deployment_launch_task.delay") as delay:
-        with django_capture_on_commit_callbacks(execute=True):
-            d = request(deployer, internal_model, env={"API_KEY": "s3cret"})
+    with (
+        mock.patch("deployments_app.tasks.deployment_launch_task.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        d = request(deployer, internal_model, env={"API_KEY": "s3cret"})
     assert d.status == DeploymentStatus.QUEUED and d.desired_state == DesiredState.RUNNING
     delay.assert_called_once_with(deployment_id=d.pk, generation=1)
     assert list(d.events.values_list("status", flat=True)) == ["queued"]
@@ -39,7 +41,9 @@ def test_request_queues_and_enqueues_the_launch_after_commit(
     assert services.deployment_env(d) == {"API_KEY": "s3cret"}
 
 
-def test_every_status_change_is_an_event_and_an_audit_record(owner, deployer, internal_model, skops_version, settings):
+def test_every_status_change_is_an_event_and_an_audit_record(
+    owner, deployer, internal_model, skops_version, settings
+):
     settings.MODELYARD_WEBHOOK_ALLOW_PRIVATE = True
     webhook_create(actor=owner, name="hook", url="http://127.0.0.1:9/hook", events=["*"])
     d = request(deployer, internal_model)
@@ -57,7 +61,9 @@ def test_contributors_and_viewers_cannot_deploy(owner, viewer, internal_model, s
             request(actor, internal_model)
 
 
-def test_a_deployer_of_another_team_cannot_deploy_this_teams_model(outsider_deployer, internal_model, skops_version):
+def test_a_deployer_of_another_team_cannot_deploy_this_teams_model(
+    outsider_deployer, internal_model, skops_version
+):
     with pytest.raises(PermissionDenied):
         request(outsider_deployer, internal_model)
 
@@ -159,9 +165,11 @@ def test_moving_a_followed_alias_redeploys(
     d = request(deployer, internal_model, version=None, alias="candidate", follow_alias=True)
     services._set_status(d.pk, to="running", endpoint_url="http://127.0.0.1:9", instance_id="1")
     v2 = ready_version(owner, internal_model, skops_files(flip=True))
-    with mock.patch("deployments_app.tasks.deployment_launch_task.delay") as delay:
-        with django_capture_on_commit_callbacks(execute=True):
-            catalog.model_alias_set(actor=owner, model=internal_model, alias="candidate", version=v2)
+    with (
+        mock.patch("deployments_app.tasks.deployment_launch_task.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        catalog.model_alias_set(actor=owner, model=internal_model, alias="candidate", version=v2)
     d.refresh_from_db()
     assert d.version == v2 and d.status == "queued" and d.generation == 2
     assert d.endpoint_url == "http://127.0.0.1:9"  # the old instance serves until the switch

@@ -149,6 +149,41 @@ def _log(deployment_id: int, generation: int, source: str = "build"):
     return log
 
 
+class _LeaseKeeper:
+    """Renews the lease of a launch from a thread while the worker lives.
+
+    A build step can be silent for minutes (pip installing); the lease must not lapse while the
+    worker is alive, and must lapse soon after it dies (then reconcile resumes the work).
+    """
+
+    def __init__(self, deployment_id: int, generation: int) -> None:
+        import threading
+
+        self.deployment_id, self.generation = deployment_id, generation
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{deployment_id}", daemon=True)
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        interval = max(1.0, settings.MODELYARD_DEPLOY_LEASE_SECONDS / 3)
+        try:
+            while not self._stop.wait(interval):
+                heartbeat(deployment_id=self.deployment_id, generation=self.generation)
+        except Exception:  # the launch itself reports errors; a lapsed lease is handled by reconcile
+            logger.exception("lease renewal of deployment %s failed", self.deployment_id)
+        finally:
+            connection.close()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 def heartbeat(*, deployment_id: int, generation: int) -> None:
     """Extend the lease of the build/start in progress (only if we still own that generation)."""
     now = timezone.now()
@@ -599,6 +634,12 @@ def deployment_launch(*, deployment_id: int, generation: int) -> None:
     d = _claim(deployment_id, generation)
     if d is None:
         return  # someone else has it, or it moved on (stopped, redeployed, deleted)
+    with _LeaseKeeper(d.pk, generation):
+        _launch(d, generation)
+
+
+def _launch(d: Deployment, generation: int) -> None:
+    deployment_id = d.pk
     log = _log(d.pk, generation)
     backend = get_backend(d.target)
     instance = None

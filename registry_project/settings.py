@@ -185,7 +185,11 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 # Builds and launches run on their own queue, so a long image build never delays webhooks.
-CELERY_TASK_ROUTES = {"deployments_app.tasks.*": {"queue": "deployments"}}
+# Reconcile stays on the default queue: it must run even while every deployments slot builds.
+CELERY_TASK_ROUTES = {
+    "deployments_app.tasks.deployments_reconcile_task": {"queue": "celery"},
+    "deployments_app.tasks.*": {"queue": "deployments"},
+}
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

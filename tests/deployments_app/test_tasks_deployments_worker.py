@@ -87,7 +87,8 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
             "DB_CONN_MAX_AGE": "0",
         }
     )
-    log = open(tmp_path_factory.mktemp("worker") / "worker.log", "wb")  # noqa: SIM115
+    log_path = os.environ.get("WORKER_LOG") or tmp_path_factory.mktemp("worker") / "worker.log"
+    log = open(log_path, "wb")  # noqa: SIM115
     schedule = tmp_path_factory.mktemp("beat") / "schedule"
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "registry_project", "worker", "-Q", "deployments,celery",
@@ -111,8 +112,6 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
         os.killpg(proc.pid, signal.SIGKILL)
     _kill_local_leftovers()
     log.close()
-    if os.environ.get("SHOW_WORKER_LOG"):
-        print(Path(log.name).read_text()[-20000:])
 
 
 def _kill_local_leftovers() -> None:

@@ -97,6 +97,8 @@ def _as_rows(rows: Any) -> np.ndarray:
         except ValueError:
             lengths = sorted({len(r) if isinstance(r, list) else 1 for r in rows})
             raise InputError(f"rows have different lengths ({', '.join(map(str, lengths))})") from None
+        if arr.dtype.kind in "US":  # NumPy turned mixed values into strings: keep the originals
+            arr = np.array(rows, dtype=object)
     if arr.ndim == 1:
         if arr.dtype == object and any(isinstance(v, list) for v in arr):
             raise InputError("rows have different lengths")
@@ -222,8 +224,11 @@ class ServedModel:
         return self._convert(arr, names)
 
     def _convert(self, arr: np.ndarray, names: list[str] | None) -> Prepared:
-        typed = self.columns is not None and any(c.type for c in self.columns)
-        if arr.dtype.kind in "biuf" and not (typed and not self.numeric):
+        # Fast path: a numeric matrix for a model whose columns are all floating point (or untyped).
+        strict = self.columns is not None and any(
+            c.type not in (None, "double", "float") for c in self.columns
+        )
+        if arr.dtype.kind in "biuf" and not strict:
             if self.numeric:
                 return Prepared(arr.astype(self.float_dtype, copy=False), names)
             return Prepared(arr, names)
@@ -236,6 +241,9 @@ class ServedModel:
                 col = _check_column_type(col, spec)
             elif self.numeric:
                 col = _to_numeric_column(col, spec.name, self.float_dtype)
+            else:
+                natural = np.asarray(col.tolist())
+                col = natural if natural.dtype.kind in "biufU" else col
             cols.append(col)
         if self.numeric:
             return Prepared(np.column_stack(cols).astype(self.float_dtype, copy=False), names)
@@ -323,7 +331,10 @@ class SklearnModel(ServedModel):
             columns = [ColumnSpec(str(c)) for c in names]
         needs_frame = names is not None
         numeric = not (columns and any(c.type in ("string", "boolean", "binary") for c in columns))
-        if needs_frame and not kw.pop("numeric_hint", True):
+        typed = bool(columns) and any(c.type for c in columns)
+        if needs_frame and not typed and (hasattr(estimator, "steps") or hasattr(estimator, "transformers")):
+            # A pipeline fitted on a DataFrame may take string columns: pass each column as given and
+            # let its own validation speak (a ValueError becomes a 400).
             numeric = False
         model = cls(
             platform="sklearn",

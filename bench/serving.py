@@ -308,6 +308,51 @@ def mlflow_model_dir(mlflow_bin: str, workdir: Path) -> Path:
 # -- through the registry -------------------------------------------------------------------------------
 
 
+def deploy_once(
+    args, stack, api: str, number: int, name: str, target: str, row_body: bytes, proxy: bool
+) -> dict:
+    """POST a deployment, poll the proxy until a prediction succeeds; optionally load-test the proxy."""
+    import requests
+
+    h = stack.headers
+    body = {"name": name, "model": "bench-lr", "version": number, "target": target}
+    t0 = time.perf_counter()
+    r = requests.post(f"{api}/deployments/", json=body, headers=h, timeout=60)
+    if r.status_code != 202:
+        raise RuntimeError(f"POST /deployments/ → {r.status_code}: {r.text[:300]}")
+    dep = r.json()
+    predict = f"{api}/deployments/{dep['id']}/predict"
+    deadline = time.monotonic() + args.deploy_timeout
+    status = "queued"
+    try:
+        while time.monotonic() < deadline:
+            p = requests.post(
+                predict, data=row_body, headers={**h, "Content-Type": "application/json"}, timeout=30
+            )
+            if p.status_code == 200:
+                break
+            detail = requests.get(f"{api}/deployments/{dep['id']}/", headers=h, timeout=30).json()
+            status = detail.get("status")
+            if status == "failed":
+                raise RuntimeError(f"deployment {target} failed: {json.dumps(detail)[:800]}")
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"deployment {target} not serving after {args.deploy_timeout}s ({status})")
+        row = {"target": target, "post_to_first_prediction_s": time.perf_counter() - t0}
+        if proxy:
+            path = f"/api/v1/deployments/{dep['id']}/predict"
+            raw = build_request(
+                "127.0.0.1", stack.port, path, row_body, {"Authorization": f"Bearer {stack.token}"}
+            )
+            for c in (1, 8):
+                row[f"proxy_c{c}"] = load(
+                    "127.0.0.1", stack.port, raw, c, args.seconds, stack.processes["web"].pid
+                )
+        return row
+    finally:
+        requests.delete(f"{api}/deployments/{dep['id']}/", headers=h, timeout=60)
+
+
 def registry_phase(args, workdir: Path, row_body: bytes) -> list[dict]:
     """Deploy the same model through a real Modelyard and time it; needs the deployments API."""
     import requests
@@ -317,6 +362,8 @@ def registry_phase(args, workdir: Path, row_body: bytes) -> list[dict]:
     env = {"CELERY_BROKER_URL": "filesystem://", "DATABASE_URL": f"sqlite:///{var}/bench.sqlite3"}
     if args.docker_host:
         env["DOCKER_HOST"] = args.docker_host
+    if args.base_image:
+        env["MODELYARD_DEPLOY_BASE_IMAGE"] = args.base_image
     var.mkdir()
     stack = Stack(var, env)
     results = []
@@ -355,48 +402,18 @@ def registry_phase(args, workdir: Path, row_body: bytes) -> list[dict]:
         runs = []
         for target in args.targets.split(","):
             runs += [(target, "cold"), (target, "warm")] if target == "docker" else [(target, "")]
+        measured_proxy = False
         for i, (target, note) in enumerate(runs):
-            body = {"name": f"bench-{target}-{i}", "model": "bench-lr", "version": number, "target": target}
-            t0 = time.perf_counter()
-            r = requests.post(f"{api}/deployments/", json=body, headers=h, timeout=60)
-            if r.status_code != 202:
-                raise RuntimeError(f"POST /deployments/ → {r.status_code}: {r.text[:300]}")
-            dep = r.json()
-            predict = f"{api}/deployments/{dep['id']}/predict"
-            deadline = time.monotonic() + args.deploy_timeout
-            status = "queued"
-            while time.monotonic() < deadline:
-                p = requests.post(
-                    predict, data=row_body, headers={**h, "Content-Type": "application/json"}, timeout=30
+            try:
+                row = deploy_once(
+                    args, stack, api, number, f"bench-{target}-{i}", target, row_body, not measured_proxy
                 )
-                if p.status_code == 200:
-                    break
-                status = (
-                    requests.get(f"{api}/deployments/{dep['id']}/", headers=h, timeout=30)
-                    .json()
-                    .get("status")
-                )
-                if status == "failed":
-                    raise RuntimeError(f"deployment {target} failed")
-                time.sleep(0.05)
-            else:
-                raise RuntimeError(f"deployment {target} not serving after {args.deploy_timeout}s ({status})")
-            elapsed = time.perf_counter() - t0
-            row = {"target": target, "note": note, "post_to_first_prediction_s": elapsed}
-            if i == 0 or target == "local":
-                raw = build_request(
-                    "127.0.0.1",
-                    stack.port,
-                    f"/api/v1/deployments/{dep['id']}/predict",
-                    row_body,
-                    {"Authorization": f"Bearer {stack.token}"},
-                )
-                for c in (1, 8):
-                    res = load("127.0.0.1", stack.port, raw, c, args.seconds, stack.processes["web"].pid)
-                    row[f"proxy_c{c}"] = res
+            except (RuntimeError, OSError, ValueError) as exc:
+                row = {"target": target, "note": note, "error": str(exc)}
+            row["note"] = note
+            measured_proxy = measured_proxy or "proxy_c1" in row
             results.append(row)
             print(json.dumps(row), flush=True)
-            requests.delete(f"{api}/deployments/{dep['id']}/", headers=h, timeout=60)
     finally:
         stack.stop()
     return results
@@ -416,6 +433,7 @@ def main() -> None:
     parser.add_argument(
         "--docker-host", default=os.environ.get("DOCKER_HOST", ""), help="for the docker target"
     )
+    parser.add_argument("--base-image", help="MODELYARD_DEPLOY_BASE_IMAGE for the docker target")
     parser.add_argument("--deploy-timeout", type=float, default=900.0)
     parser.add_argument("--json", help="write all results to this file")
     args = parser.parse_args()
@@ -494,6 +512,9 @@ def print_tables(report: dict) -> None:
             f"| {s['rss_after_mib']:.0f} |"
         )
     for r in report.get("registry", []):
+        if "error" in r:
+            print(f"\nregistry {r['target']} {r['note']}: FAILED {r['error'][:500]}")
+            continue
         line = f"\nregistry {r['target']} {r['note']}: POST → first prediction "
         line += f"{r['post_to_first_prediction_s']:.2f} s"
         for c in (1, 8):

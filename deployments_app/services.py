@@ -9,6 +9,7 @@ work with a compare-and-set on ``status`` (and ``generation``), and are safe to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -443,7 +444,7 @@ def deployment_delete(*, actor, deployment: Deployment) -> bool:
         audit_record(actor=actor, action="deployment.deleted", obj=d, before=_snapshot(d))
         d.delete()
         if deployment.target != Target.EXTERNAL:
-            transaction.on_commit(partial(_cleanup, deployment.target, deployment.pk))
+            transaction.on_commit(partial(_cleanup, deployment.target, deployment.pk, d.generation))
         return True
     before = _snapshot(d)
     d.desired_state = DesiredState.DELETED
@@ -454,9 +455,9 @@ def deployment_delete(*, actor, deployment: Deployment) -> bool:
     return False
 
 
-def _cleanup(target: str, deployment_id: int) -> None:
+def _cleanup(target: str, deployment_id: int, generations: int) -> None:
     try:
-        get_backend(target).cleanup(deployment_id)
+        get_backend(target).cleanup(deployment_id, generations)
     except Exception:
         logger.exception("cleanup of deployment %s (%s) failed", deployment_id, target)
 
@@ -739,10 +740,11 @@ def deployment_halt(*, deployment_id: int) -> None:
         finished_at=timezone.now(),
     )
     if done is not None and done.desired_state == DesiredState.DELETED:
+        # Clean up first: the row disappears last, when nothing of the deployment is left.
+        _cleanup(done.target, deployment_id, done.generation)
         with transaction.atomic():
             audit_record(actor=None, action="deployment.deleted", obj=done, before=_snapshot(done))
             done.delete()
-        _cleanup(done.target, deployment_id)
 
 
 def deployments_reconcile() -> dict[str, int]:
@@ -799,6 +801,8 @@ def deployments_reconcile() -> dict[str, int]:
                 restarts=d.restarts + 1,
             )
             if restarted is not None:
+                with contextlib.suppress(DeployError):  # remove the dead container, if any
+                    get_backend(d.target).stop(d.instance_id)
                 deployment_launch_task.delay(deployment_id=d.pk, generation=restarted.generation)
                 counts["restarted"] += 1
         else:

@@ -268,7 +268,7 @@ MODELYARD_DEPLOY_TARGETS = env_list("MODELYARD_DEPLOY_TARGETS", ["local", "docke
 MODELYARD_DEPLOY_DIR = Path(env_str("MODELYARD_DEPLOY_DIR", str(VAR_DIR / "deployments"))).resolve()
 MODELYARD_DEPLOY_RECONCILE_SECONDS = env_int("MODELYARD_DEPLOY_RECONCILE_SECONDS", 15)
 # A build or start not finished within the lease is taken over by reconcile (worker killed).
-MODELYARD_DEPLOY_LEASE_SECONDS = env_int("MODELYARD_DEPLOY_LEASE_SECONDS", 20 * 60)
+MODELYARD_DEPLOY_LEASE_SECONDS = env_int("MODELYARD_DEPLOY_LEASE_SECONDS", 120)
 MODELYARD_DEPLOY_READY_TIMEOUT_SECONDS = env_int("MODELYARD_DEPLOY_READY_TIMEOUT_SECONDS", 120)
 # Restarts of a dead instance before reconcile marks the deployment failed.
 MODELYARD_DEPLOY_MAX_RESTARTS = env_int("MODELYARD_DEPLOY_MAX_RESTARTS", 3)

@@ -66,8 +66,8 @@ class Backend(Protocol):
 
     def logs(self, instance_id: str, tail: int = 50) -> list[str]: ...
 
-    def cleanup(self, deployment_id: int) -> None:
-        """Remove what is left of a deleted deployment (images, folders)."""
+    def cleanup(self, deployment_id: int, generations: int = 0) -> None:
+        """Remove what is left of a deleted deployment (images, folders) after its last generation."""
 
 
 def get_backend(target: str) -> Backend:

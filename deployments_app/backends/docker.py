@@ -268,14 +268,17 @@ class DockerBackend:
         with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.APIError):
             self.engine.images.remove(tag, force=True)
 
-    def cleanup(self, deployment_id: int) -> None:
-        """Remove the deployment's containers and images (the shared requirements layer stays)."""
+    def cleanup(self, deployment_id: int, generations: int = 0) -> None:
+        """Remove the deployment's containers and images (the shared requirements layer stays).
+
+        Images are removed by their tags (``modelyard-dep-<id>:g<n>``) rather than by a label
+        filter: listing images while another build removes its intermediates fails on podman.
+        """
         import docker.errors
 
         for container in self.engine.containers.list(all=True, filters={"label": f"{LABEL}={deployment_id}"}):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
-        for image in self.engine.images.list(filters={"label": f"{LABEL}={deployment_id}"}):
-            with contextlib.suppress(docker.errors.APIError):
-                self.engine.images.remove(image.id, force=True)
+        for generation in range(1, max(generations, 1) + 1):
+            self.remove_image(f"modelyard-dep-{deployment_id}:g{generation}")
         shutil.rmtree(settings.MODELYARD_DEPLOY_DIR / str(deployment_id), ignore_errors=True)

@@ -25,5 +25,5 @@ class ExternalBackend:
     def logs(self, instance_id: str, tail: int = 50) -> list[str]:
         return []
 
-    def cleanup(self, deployment_id: int) -> None:
+    def cleanup(self, deployment_id: int, generations: int = 0) -> None:
         return None

@@ -152,7 +152,7 @@ class LocalBackend:
                     return self._tail(pid_file.parent / "runtime.log", tail)
         return []
 
-    def cleanup(self, deployment_id: int) -> None:
+    def cleanup(self, deployment_id: int, generations: int = 0) -> None:
         shutil.rmtree(settings.MODELYARD_DEPLOY_DIR / str(deployment_id), ignore_errors=True)
 
 

@@ -92,7 +92,7 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
     schedule = tmp_path_factory.mktemp("beat") / "schedule"
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "registry_project", "worker", "-Q", "deployments,celery",
-         "-B", "-s", str(schedule), "--concurrency", "2", "--loglevel", "INFO"],
+         "-B", "-s", str(schedule), "--concurrency", "3", "--loglevel", "INFO"],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -133,6 +133,18 @@ def wait_for(deployment_id: int, predicate, *, timeout: float, what: str) -> Dep
         time.sleep(0.2)
     state = f"{d.status} gen {d.generation}" if d else "deleted"
     pytest.fail(f"timed out after {timeout} s waiting for {what} (now {state})")
+
+
+def wait_for_checks(*versions, timeout: float = 120) -> None:
+    from models_app.models import Check
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = Check.objects.filter(version__in=versions, name="loadable").exclude(status="running").count()
+        if done == len(versions):
+            return
+        time.sleep(0.3)
+    pytest.fail("the built-in checks did not finish")
 
 
 def post_json(url: str, body: dict, token: str | None = None) -> urllib3.BaseHTTPResponse:
@@ -191,8 +203,9 @@ class Hammer:
 
 def _lifecycle(target, *, api, deployer, owner, model, live_server, timeout: float, timings: dict):
     """Deploy, predict (proxy + direct, both protocols), rolling redeploy, kill, stop, delete."""
-    ready_version(owner, model, skops_files())
+    v1 = ready_version(owner, model, skops_files())
     v2 = ready_version(owner, model, skops_files(flip=True))
+    wait_for_checks(v1, v2)  # the worker runs them; a deployer deploys checked versions
     client = api(deployer)
     name = f"churn-{target}"
     started = time.monotonic()

@@ -271,7 +271,9 @@ def bench_server(
 ):
     rows = []
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    log_path = Path(tempfile.gettempdir()) / f"bench-serving-{label.replace(' ', '-')}.log"
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     try:
         first_path, first_body = next(iter(payloads.values()))
         ready = wait_first_prediction(
@@ -286,8 +288,12 @@ def bench_server(
                 rows.append(result)
                 print(json.dumps(result), flush=True)
         rss_after = rss_of_tree(proc.pid)
+    except RuntimeError:
+        print(f"{label} failed; its output ({log_path}):\n" + log_path.read_text(errors="replace")[-3000:])
+        raise
     finally:
         stop(proc)
+        log_file.close()
     return {"server": label, "launch_to_first_prediction_s": ready, "rss_idle_mib": rss_idle / 2**20,
             "rss_after_mib": rss_after / 2**20}, rows  # fmt: skip
 
@@ -469,6 +475,7 @@ def main() -> None:
             cmd = [args.mlflow, "models", "serve", "-m", str(mdir), "--env-manager", "local"]
             cmd += ["-h", "127.0.0.1", "-p", str(port)]
             env = {**os.environ, "MLFLOW_TRACKING_URI": f"file://{workdir}/mlruns"}
+            env["PATH"] = f"{Path(args.mlflow).parent}:{env.get('PATH', '')}"  # it execs its venv's uvicorn
             summary, rows = bench_server(
                 "mlflow models serve",
                 cmd,

@@ -682,3 +682,18 @@ def test_sigterm_stops_the_runtime(skops_rt, lr, workdir):
     rt.proc.terminate()
     assert rt.proc.wait(10) == 0
     assert os.path.exists(rt.proc.port_file)
+
+
+def test_oversized_bodies_are_413_and_other_methods_405(skops_rt, workdir):
+    rt = start(workdir / "skops-lr", "small", "--max-body-mib", "1", tmp=workdir)
+    try:
+        status, body = rt.call(
+            "POST", "/invocations", b"[" + b"0," * 600_000 + b"0]", {"Content-Type": "application/json"}
+        )
+        assert status == 413 and "over 1048576 bytes" in body["error"]
+        assert rt.call("PUT", "/invocations", b"{}")[0] == 405
+        assert rt.call("GET", "/version") == (200, b"1.0")
+        assert rt.alive()
+        assert metric(rt, "modelyard_runtime_request_errors_total", kind="client") >= 1
+    finally:
+        rt.stop()

@@ -19,8 +19,9 @@ from deployments_app.backends.kubernetes import KubernetesBackend, render, rende
 
 def spec(**extra) -> LaunchSpec:
     values = dict(
-        deployment_id=7, name="churn-api", generation=3, model_dir=Path("/nonexistent"), work_dir=Path("/tmp"),
-        allow_pickle=False, env={"GREETING": "hi"}, replicas=2, model_name="churn", version=4,
+        deployment_id=7, name="churn-api", generation=3, model_dir=Path("/nonexistent"),
+        work_dir=Path("/tmp"), allow_pickle=False, env={"GREETING": "hi"}, replicas=2,
+        model_name="churn", version=4,
     )  # fmt: skip
     values.update(extra)
     return LaunchSpec(**values)

@@ -44,7 +44,10 @@ def test_list_and_detail_show_status_endpoint_and_events(client, viewer, deploym
 
 def test_buttons_only_for_deployers(client, viewer, deployer, deployment):
     client.force_login(viewer)
-    assert f"/deployments/{deployment.pk}/stop/" not in client.get(f"/deployments/{deployment.pk}/").content.decode()
+    assert (
+        f"/deployments/{deployment.pk}/stop/"
+        not in client.get(f"/deployments/{deployment.pk}/").content.decode()
+    )
     client.force_login(deployer)
     page = client.get(f"/deployments/{deployment.pk}/").content.decode()
     assert f"/deployments/{deployment.pk}/stop/" in page and f"/deployments/{deployment.pk}/redeploy/" in page
@@ -57,8 +60,12 @@ def test_a_viewer_posting_an_action_is_refused_by_the_service(client, viewer, de
     assert Deployment.objects.get(pk=deployment.pk).desired_state == "running"
 
 
-def test_an_outsider_gets_404_on_a_private_models_deployment(client, outsider, deployer, private_skops_version):
-    d = services.deployment_request(actor=deployer, name="fraud-api", model=private_skops_version.model, version=1)
+def test_an_outsider_gets_404_on_a_private_models_deployment(
+    client, outsider, deployer, private_skops_version
+):
+    d = services.deployment_request(
+        actor=deployer, name="fraud-api", model=private_skops_version.model, version=1
+    )
     client.force_login(outsider)
     assert client.get(f"/deployments/{d.pk}/").status_code == 404
     assert client.post(f"/deployments/{d.pk}/stop/").status_code == 404

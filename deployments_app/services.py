@@ -779,9 +779,11 @@ def deployments_reconcile() -> dict[str, int]:
     running = Deployment.objects.filter(status=S.RUNNING, desired_state=DesiredState.RUNNING).exclude(
         target=Target.EXTERNAL
     )
+    backends: dict[str, Any] = {}  # one engine client per target for the whole pass
     for d in running:
         try:
-            alive = get_backend(d.target).is_alive(d.instance_id)
+            backend = backends.get(d.target) or backends.setdefault(d.target, get_backend(d.target))
+            alive = backend.is_alive(d.instance_id)
         except DeployError as exc:
             logger.warning("cannot observe deployment %s: %s", d.pk, exc)
             continue
@@ -802,7 +804,7 @@ def deployments_reconcile() -> dict[str, int]:
             )
             if restarted is not None:
                 with contextlib.suppress(DeployError):  # remove the dead container, if any
-                    get_backend(d.target).stop(d.instance_id)
+                    backend.stop(d.instance_id)
                 deployment_launch_task.delay(deployment_id=d.pk, generation=restarted.generation)
                 counts["restarted"] += 1
         else:

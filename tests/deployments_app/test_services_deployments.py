@@ -193,3 +193,42 @@ def test_external_tools_report_the_lifecycle(deployer, viewer, internal_model, s
     local = request(deployer, internal_model, name="local-one")
     with pytest.raises(Conflict, match="drives itself"):
         services.deployment_event_report(actor=deployer, deployment=local, status="running")
+
+
+def test_reconcile_restarts_a_dead_instance_then_gives_up(deployer, internal_model, skops_version, settings):
+    settings.MODELYARD_DEPLOY_MAX_RESTARTS = 1
+    d = request(deployer, internal_model)
+    dead_pid = "999999999"  # no such process: the local backend observes it as gone
+    services._set_status(d.pk, to="running", endpoint_url="http://127.0.0.1:9", instance_id=dead_pid)
+    with mock.patch("deployments_app.tasks.deployment_launch_task.delay") as delay:
+        assert services.deployments_reconcile()["restarted"] == 1
+    d.refresh_from_db()
+    assert (d.status, d.generation, d.restarts, d.endpoint_url) == ("queued", 2, 1, "")
+    delay.assert_called_once_with(deployment_id=d.pk, generation=2)
+    services._set_status(d.pk, to="running", endpoint_url="http://127.0.0.1:9", instance_id=dead_pid)
+    assert services.deployments_reconcile()["failed"] == 1
+    d.refresh_from_db()
+    assert d.status == "failed" and "kept dying" in d.error
+
+
+def test_reconcile_resumes_expired_leases_and_stuck_stops(deployer, internal_model, skops_version):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    d = request(deployer, internal_model)
+    services._set_status(d.pk, to="building", lease_until=timezone.now() - timedelta(seconds=1))
+    other = request(deployer, internal_model, name="stuck-stop")
+    services._set_status(other.pk, to="stopping", lease_until=timezone.now() - timedelta(seconds=1))
+    with (
+        mock.patch("deployments_app.tasks.deployment_launch_task.delay") as launch,
+        mock.patch("deployments_app.tasks.deployment_halt_task.delay") as halt,
+    ):
+        counts = services.deployments_reconcile()
+    assert counts["resumed"] == 1 and counts["halted"] == 1
+    launch.assert_called_once_with(deployment_id=d.pk, generation=1)
+    halt.assert_called_once_with(deployment_id=other.pk)
+    # The launch claims the expired lease (a second, live claim would not).
+    claimed = services._claim(d.pk, 1)
+    assert claimed.status == "building" and claimed.attempts == 1 and claimed.lease_until > timezone.now()
+    assert services._claim(d.pk, 1) is None

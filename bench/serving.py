@@ -257,13 +257,26 @@ def wait_first_prediction(
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
+    """SIGTERM the server's process group (mlflow execs uvicorn in a child), SIGKILL after 20 s."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            continue
+        break
+    proc.wait(5)
 
 
 def bench_server(
@@ -278,7 +291,9 @@ def bench_server(
     for attempt in range(args.launches):
         log_file = open(log_path, "wb")  # noqa: SIM115 - closed below
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         try:
             walls.append(wait_first_prediction(port, first, proc, started))
             cpus.append(cpu_seconds_of_tree(proc.pid))  # CPU spent to get there: less load-dependent

@@ -114,6 +114,17 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
     log.close()
 
 
+@pytest.fixture(autouse=True)
+def _default_artifact_store():
+    """The worker reads the settings' artifact folder: the test must write there too, not to a
+    store some earlier test left cached (a tmp folder, or moto's S3)."""
+    from models_app import artifacts
+
+    artifacts.get_store.cache_clear()
+    yield
+    artifacts.get_store.cache_clear()
+
+
 def _kill_local_leftovers() -> None:
     for pid_file in Path(settings.MODELYARD_DEPLOY_DIR).glob("*/g*/runtime.pid"):
         with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
@@ -144,7 +155,8 @@ def wait_for_checks(*versions, timeout: float = 120) -> None:
         if done == len(versions):
             return
         time.sleep(0.3)
-    pytest.fail("the built-in checks did not finish")
+    found = list(Check.objects.filter(version__in=versions).values_list("name", "status", "summary"))
+    pytest.fail(f"the built-in checks did not finish: {found}")
 
 
 def post_json(url: str, body: dict, token: str | None = None) -> urllib3.BaseHTTPResponse:

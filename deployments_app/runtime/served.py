@@ -171,7 +171,8 @@ class Prepared:
         import pandas as pd
 
         if self.mixed is not None:
-            return pd.DataFrame(dict(zip(self.columns, self.mixed, strict=True)))
+            names = self.columns or [str(i) for i in range(len(self.mixed))]
+            return pd.DataFrame(dict(zip(names, self.mixed, strict=True)))
         return pd.DataFrame(self.array, columns=self.columns)
 
 

@@ -23,6 +23,38 @@ def deployment_get_by_name(*, user, name: str) -> Deployment:
     return deployment_list(user=user).get(name=name)
 
 
+ROUTE_FIELDS = (
+    "id",
+    "name",
+    "endpoint_url",
+    "status",
+    "desired_state",
+    "model__team_id",
+    "model__visibility",
+)
+
+
+def deployment_route(*, user, **lookup) -> tuple[Deployment, int, str] | None:
+    """What the inference proxy needs about one deployment, in one small query.
+
+    Returns ``(deployment, team_id, visibility)`` — the deployment carries only the routing
+    fields — or None when it does not exist. Visibility is checked by the caller, because the
+    proxy is the hot path: a full ``deployment_list`` row with its joins costs more to build than
+    forwarding the request.
+    """
+    row = Deployment.objects.filter(**lookup).values(*ROUTE_FIELDS).first()
+    if row is None:
+        return None
+    deployment = Deployment(
+        pk=row["id"],
+        name=row["name"],
+        endpoint_url=row["endpoint_url"],
+        status=row["status"],
+        desired_state=row["desired_state"],
+    )
+    return deployment, row["model__team_id"], row["model__visibility"]
+
+
 def deployment_events(*, deployment: Deployment, limit: int = 50) -> list[DeploymentEvent]:
     """The latest events of a deployment, oldest first."""
     rows = list(deployment.events.select_related("actor").order_by("-id")[:limit])

@@ -501,13 +501,17 @@ def test_onnx_model_served_with_both_protocols(lr, data, workdir):
 
 
 def mlmodel(flavor: str, body: str, signature: bool = True) -> str:
-    """An MLmodel file as MLflow 2.x/3.x writes it (hand-written: mlflow is not a test dependency)."""
+    """An MLmodel file as MLflow 3.17's `mlflow.sklearn.save_model` writes it (copied from one it wrote;
+    hand-written here because mlflow is not a test dependency)."""
     text = f"""artifact_path: model
 flavors:
   python_function:
     env:
+      conda: conda.yaml
       virtualenv: python_env.yaml
     loader_module: mlflow.{flavor}
+    model_path: model.skops
+    predict_fn: predict
     python_version: 3.11.7
   {flavor}:
 {body}
@@ -529,7 +533,8 @@ def test_mlflow_directory_with_skops_sklearn_flavor(lr, data, workdir):
     d = workdir / "mlflow-skops"
     d.mkdir()
     sio.dump(lr, d / "model.skops")
-    body = "    pickled_model: model.skops\n    serialization_format: skops\n    sklearn_version: 1.9.1"
+    body = "    code: null\n    pickled_model: model.skops\n    serialization_format: skops\n"
+    body += "    sklearn_version: 1.9.1\n    skops_trusted_types: null"
     (d / "MLmodel").write_text(mlmodel("sklearn", body))
     (d / "requirements.txt").write_text("scikit-learn==1.9.1\nskops\n")
     rt = start(d, "mlf", tmp=workdir)

@@ -159,14 +159,15 @@ def test_list_filters_and_hides_private_deployments(
     assert api(viewer).get("/api/v1/deployments/?status=bogus").status_code == 400
 
 
+@pytest.mark.parametrize("suffix", ["", "logs"])
 @pytest.mark.parametrize(
     ("persona", "expected"), [(None, 401), ("outsider", 404), ("viewer", 200), ("deployer", 200)]
 )
-def test_detail_permission_matrix(request, api, private_deployment, persona, expected):
+def test_detail_permission_matrix(request, api, private_deployment, persona, expected, suffix):
     user = request.getfixturevalue(persona) if persona else None
-    response = api(user).get(f"/api/v1/deployments/{private_deployment.pk}/")
+    response = api(user).get(f"/api/v1/deployments/{private_deployment.pk}/{suffix}")
     assert response.status_code == expected
-    if expected == 200:
+    if expected == 200 and not suffix:
         data = response.json()
         assert data["events"][0]["status"] == "queued" and "logs" in data and data["env"] == {}
 
@@ -184,6 +185,7 @@ def test_env_values_are_never_shown(api, deployer, skops_version):
 
 ACTIONS = [
     ("post", "stop", None, 202),
+    ("post", "start", None, 409),  # allowed, but a queued deployment cannot be started
     ("post", "redeploy", {"version": 1}, 202),
     ("post", "events", {"status": "building", "message": "pulling"}, 200),
     ("delete", "", None, 204),

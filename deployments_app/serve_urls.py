@@ -6,5 +6,4 @@ from deployments_app.api.views import ServeView
 
 urlpatterns = [
     path("serve/<str:name>/<path:rest>", ServeView.as_view(), name="deployment_serve"),
-    path("serve/<str:name>/", ServeView.as_view(), name="deployment_serve_root"),
 ]

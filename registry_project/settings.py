@@ -228,6 +228,8 @@ SPECTACULAR_SETTINGS = {
         "VersionStatusEnum": "models_app.choices.VersionStatus",
         "CheckStatusEnum": "models_app.choices.CheckStatus",
         "StageEnum": "models_app.choices.Stage",
+        "DeploymentStatusEnum": "deployments_app.choices.DeploymentStatus",
+        "ReportedDeploymentStatusEnum": ["building", "starting", "running", "failed", "stopping", "stopped"],
     },
 }
 

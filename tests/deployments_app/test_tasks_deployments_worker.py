@@ -69,6 +69,21 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
     from registry_project.celery import app
 
     app.control.purge()  # messages left by earlier runs must not reach this worker
+    # Worker and tests share one artifact folder, pinned here: a test elsewhere in the session may
+    # have left its own store in the settings (overrides restored out of order).
+    from django.test import override_settings
+
+    from models_app import artifacts
+
+    root = Path(settings.VAR_DIR) / "artifacts"
+    storages = dict(settings.STORAGES)
+    storages["artifacts"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(root)},
+    }
+    pinned = override_settings(STORAGES=storages, ARTIFACT_STORAGE_PATH=root, S3_BUCKET="")
+    pinned.enable()
+    artifacts.get_store.cache_clear()
     env = dict(os.environ)
     env.update(
         {
@@ -76,7 +91,8 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
             "DATABASE_URL": _database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "MODELYARD_VAR_DIR": str(settings.VAR_DIR),
-            "ARTIFACT_STORAGE_PATH": str(settings.ARTIFACT_STORAGE_PATH),
+            "ARTIFACT_STORAGE_PATH": str(root),
+            "S3_BUCKET": "",
             "MODELYARD_DEPLOY_DIR": str(settings.MODELYARD_DEPLOY_DIR),
             "MODELYARD_DEPLOY_RECONCILE_SECONDS": "3",
             "MODELYARD_DEPLOY_LEASE_SECONDS": "30",
@@ -112,6 +128,8 @@ def worker(django_db_setup, django_db_blocker, tmp_path_factory):
         os.killpg(proc.pid, signal.SIGKILL)
     _kill_local_leftovers()
     log.close()
+    pinned.disable()
+    artifacts.get_store.cache_clear()
 
 
 @pytest.fixture(autouse=True)

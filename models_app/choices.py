@@ -25,6 +25,9 @@ class TokenScope(models.TextChoices):
     READ = "read", "Read"
     WRITE = "write", "Write"
     ADMIN = "admin", "Admin"
+    # Inference only: sits outside read < write < admin, so a consumer's token can call
+    # deployments and nothing else (see models_app.roles.scopes_allow).
+    PREDICT = "predict", "Predict"
 
 
 class UploadState(models.TextChoices):

@@ -450,7 +450,30 @@ def alias_move(
         after={"alias": alias, "version": version.version} if version else None,
         model=model,
     )
+    transaction.on_commit(
+        partial(
+            alias_moved_hooks_run,
+            model_id=model.pk,
+            alias=alias,
+            actor_id=actor.pk if getattr(actor, "is_authenticated", False) else None,
+        )
+    )
     return item
+
+
+def alias_moved_hooks_run(*, model_id: int, alias: str, actor_id: int | None) -> None:
+    """Call each hook of ``MODELYARD_ALIAS_MOVED_HOOKS`` after an alias move committed.
+
+    Other apps follow aliases this way (deployments with ``follow_alias`` redeploy); a failing
+    hook is logged and never undoes the move, which is already committed.
+    """
+    from django.utils.module_loading import import_string
+
+    for dotted in getattr(settings, "MODELYARD_ALIAS_MOVED_HOOKS", []):
+        try:
+            import_string(dotted)(model_id=model_id, alias=alias, actor_id=actor_id)
+        except Exception:
+            logger.exception("alias-moved hook %s failed for model %s alias %s", dotted, model_id, alias)
 
 
 def _require_alias_change(actor, model: RegisteredModel, alias: str, perm: str) -> None:
@@ -487,10 +510,10 @@ def model_alias_delete(*, actor, model: RegisteredModel, alias: str, reason: str
 def _clean_scopes(scopes: list[str]) -> list[str]:
     valid = set(TokenScope.values)
     if not scopes:
-        raise ValidationError({"scopes": "Give at least one scope: read, write or admin."})
+        raise ValidationError({"scopes": "Give at least one scope: read, write, admin or predict."})
     if bad := [s for s in scopes if s not in valid]:
         raise ValidationError(
-            {"scopes": f"Unknown scope(s): {', '.join(map(str, bad))}. Use read, write, admin."}
+            {"scopes": f"Unknown scope(s): {', '.join(map(str, bad))}. Use read, write, admin, predict."}
         )
     return sorted(set(scopes), key=TokenScope.values.index)
 

@@ -33,6 +33,12 @@ EVENT_TYPES = (
     "promotion.applied",
     "check.completed",
     "webhook.ping",
+    "deployment.requested",
+    "deployment.status_changed",
+    "deployment.stop_requested",
+    "deployment.start_requested",
+    "deployment.redeploy_requested",
+    "deployment.deleted",
 )
 # Audit actions that are also events, and the event type they become.
 AUDIT_EVENTS = {
@@ -51,6 +57,12 @@ AUDIT_EVENTS = {
     "promotion.cancelled": "promotion.cancelled",
     "promotion.applied": "promotion.applied",
     "check.reported": "check.completed",
+    "deployment.requested": "deployment.requested",
+    "deployment.status_changed": "deployment.status_changed",
+    "deployment.stop_requested": "deployment.stop_requested",
+    "deployment.start_requested": "deployment.start_requested",
+    "deployment.redeploy_requested": "deployment.redeploy_requested",
+    "deployment.deleted": "deployment.deleted",
 }
 GIVE_UP_AFTER = timedelta(hours=24)
 

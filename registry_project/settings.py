@@ -180,6 +180,17 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     # Retries and anything missed while the broker was down: the outbox rows are the truth.
     "webhook-deliveries": {"task": "models_app.tasks.webhook_deliveries_dispatch_task", "schedule": 30.0},
+    # Desired vs observed state of deployments: dead instances restarted, stale builds resumed.
+    "deployments-reconcile": {
+        "task": "deployments_app.tasks.deployments_reconcile_task",
+        "schedule": float(env_int("MODELYARD_DEPLOY_RECONCILE_SECONDS", 15)),
+    },
+}
+# Builds and launches run on their own queue, so a long image build never delays webhooks.
+# Reconcile stays on the default queue: it must run even while every deployments slot builds.
+CELERY_TASK_ROUTES = {
+    "deployments_app.tasks.deployments_reconcile_task": {"queue": "celery"},
+    "deployments_app.tasks.*": {"queue": "deployments"},
 }
 
 # --- REST API -------------------------------------------------------------------------------
@@ -219,6 +230,8 @@ SPECTACULAR_SETTINGS = {
         "VersionStatusEnum": "models_app.choices.VersionStatus",
         "CheckStatusEnum": "models_app.choices.CheckStatus",
         "StageEnum": "models_app.choices.Stage",
+        "DeploymentStatusEnum": "deployments_app.choices.DeploymentStatus",
+        "ReportedDeploymentStatusEnum": ["building", "starting", "running", "failed", "stopping", "stopped"],
     },
 }
 
@@ -251,6 +264,38 @@ MODELYARD_ENCRYPTION_KEY = env_str("MODELYARD_ENCRYPTION_KEY")
 # Limits of the sandboxed process that loads a model for the `loadable` check.
 MODELYARD_CHECK_MEMORY_MB = env_int("MODELYARD_CHECK_MEMORY_MB", 4096)
 MODELYARD_CHECK_TIMEOUT_SECONDS = env_int("MODELYARD_CHECK_TIMEOUT_SECONDS", 120)
+
+# --- Deployments ----------------------------------------------------------------------------
+# Target used when a request names none; "local" runs the runtime in the registry's own env.
+MODELYARD_DEPLOY_DEFAULT_TARGET = env_str("MODELYARD_DEPLOY_DEFAULT_TARGET", "local")
+MODELYARD_DEPLOY_TARGETS = env_list("MODELYARD_DEPLOY_TARGETS", ["local", "docker", "kubernetes", "external"])
+MODELYARD_DEPLOY_DIR = Path(env_str("MODELYARD_DEPLOY_DIR", str(VAR_DIR / "deployments"))).resolve()
+MODELYARD_DEPLOY_RECONCILE_SECONDS = env_int("MODELYARD_DEPLOY_RECONCILE_SECONDS", 15)
+# A build or start not finished within the lease is taken over by reconcile (worker killed).
+MODELYARD_DEPLOY_LEASE_SECONDS = env_int("MODELYARD_DEPLOY_LEASE_SECONDS", 120)
+MODELYARD_DEPLOY_READY_TIMEOUT_SECONDS = env_int("MODELYARD_DEPLOY_READY_TIMEOUT_SECONDS", 120)
+# Restarts of a dead instance before reconcile marks the deployment failed.
+MODELYARD_DEPLOY_MAX_RESTARTS = env_int("MODELYARD_DEPLOY_MAX_RESTARTS", 3)
+# Seconds the old instance keeps serving after a rolling redeploy switched the proxy away.
+MODELYARD_DEPLOY_DRAIN_SECONDS = env_int("MODELYARD_DEPLOY_DRAIN_SECONDS", 2)
+MODELYARD_DEPLOY_PROXY_TIMEOUT_SECONDS = env_int("MODELYARD_DEPLOY_PROXY_TIMEOUT_SECONDS", 60)
+MODELYARD_DEPLOY_MAX_REQUEST_BYTES = env_int("MODELYARD_DEPLOY_MAX_REQUEST_BYTES", 64 * 1024**2)
+# docker target: Docker SDK against DOCKER_HOST (Docker Engine or Podman's compatible socket).
+DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
+MODELYARD_DEPLOY_BASE_IMAGE = env_str("MODELYARD_DEPLOY_BASE_IMAGE", "python:3.11-slim")
+MODELYARD_DEPLOY_PUBLISH_ADDRESS = env_str("MODELYARD_DEPLOY_PUBLISH_ADDRESS", "127.0.0.1")
+MODELYARD_BUILD_PIP_INDEX_URL = env_str("MODELYARD_BUILD_PIP_INDEX_URL")
+MODELYARD_BUILD_CA_BUNDLE = env_str("MODELYARD_BUILD_CA_BUNDLE")
+MODELYARD_BUILD_NETWORK = env_str("MODELYARD_BUILD_NETWORK", "host")
+# kubernetes target: where images are pushed, the namespace, and Deployment+Service or KServe.
+MODELYARD_K8S_KUBECONFIG = env_str("MODELYARD_K8S_KUBECONFIG")
+MODELYARD_K8S_NAMESPACE = env_str("MODELYARD_K8S_NAMESPACE", "modelyard")
+MODELYARD_K8S_FLAVOR = env_str("MODELYARD_K8S_FLAVOR", "deployment")  # or "kserve"
+MODELYARD_K8S_IMAGE_REGISTRY = env_str("MODELYARD_K8S_IMAGE_REGISTRY")
+if MODELYARD_K8S_FLAVOR not in ("deployment", "kserve"):
+    raise ConfigError(f"MODELYARD_K8S_FLAVOR={MODELYARD_K8S_FLAVOR!r}: use deployment or kserve")
+# Called with (alias, model_id) after an alias moved and the change committed.
+MODELYARD_ALIAS_MOVED_HOOKS: list[str] = ["deployments_app.services.deployments_follow_alias"]
 
 # --- Security -------------------------------------------------------------------------------
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)

@@ -163,7 +163,7 @@ class AccessTokenSerializer(serializers.ModelSerializer):
 class AccessTokenCreateInputSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=TokenScope.choices), min_length=1, max_length=3
+        child=serializers.ChoiceField(choices=TokenScope.choices), min_length=1, max_length=4
     )
     expires_in_days = serializers.IntegerField(min_value=1, required=False)
 

@@ -14,7 +14,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--scopes", default="read", help="Comma-separated: read, write, admin.")
+        parser.add_argument("--scopes", default="read", help="Comma-separated: read, write, admin, predict.")
         parser.add_argument("--name", default="cli", help="What the token is for.")
         parser.add_argument("--expires-days", type=int, default=None, help="Lifetime in days.")
 

@@ -5,9 +5,8 @@ Contract: ``POST /api/v1/deployments/`` ``{"name", "model", "version"|"alias", "
 ``GET /api/v1/deployments/?name=…``; ``POST /api/v1/deployments/{id}/predict`` with an MLflow
 scoring body → ``{"predictions": [...]}``.
 
-The whole module is skipped only when the server under test does not route
-``/api/v1/deployments/`` at all (the deployments API lives on another branch until it is merged);
-once it is routed, every test here runs and must pass.
+A real Celery worker on Redis (``tests/deployments_app/conftest.py``) launches the deployments;
+the owner pushes with a read/write token and a deployer of the same team deploys and predicts.
 """
 
 from __future__ import annotations
@@ -15,20 +14,33 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.urls import Resolver404, resolve
 
-try:
-    resolve("/api/v1/deployments/")
-except Resolver404:
-    pytest.skip(
-        "/api/v1/deployments/ is not routed in this server (deployments API not merged yet)",
-        allow_module_level=True,
-    )
-
+from models_app import artifacts, services
+from models_app.choices import TeamRole
 from models_app.management.commands.seed_demo import DEMO, train
 from tests.client.conftest import write_tree
+from tests.conftest import make_user
+from tests.deployments_app.conftest import worker  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(600)]
+
+
+@pytest.fixture
+def deployer_env(registry, team):
+    """CLI environment of a deployer of ``risk`` (contributors push; deployers deploy)."""
+    deployer = make_user("deployer", team=team, role=TeamRole.DEPLOYER)
+    _token, raw = services.access_token_create(
+        actor=deployer, user=deployer, name="cli", scopes=["read", "write", "predict"]
+    )
+    return registry.env(MODELYARD_TOKEN=raw)
+
+
+@pytest.fixture(autouse=True)
+def _worker_store():
+    """The worker reads the settings' artifact folder (pinned by ``worker``): write there too."""
+    artifacts.get_store.cache_clear()
+    yield
+    artifacts.get_store.cache_clear()
 
 
 @pytest.fixture
@@ -38,14 +50,16 @@ def iris_dir(tmp_path):
     return write_tree(tmp_path / "iris", files), json.loads(files["input_example.json"])
 
 
-def test_deploy_locally_and_predict(registry, folder_store, iris_dir, tmp_path):
+@pytest.mark.usefixtures("worker")
+def test_deploy_locally_and_predict(registry, deployer_env, iris_dir, tmp_path):
     model_dir, example = iris_dir
     pushed = registry.cli("push", model_dir, "--model", "iris", "--alias", "candidate", "--quiet")
     assert pushed.returncode == 0, pushed.stderr
 
     result = registry.cli(
-        "deploy", "iris:1", "--target", "local", "--name", "iris-local", "--json", "--timeout", "300"
-    )
+        "deploy", "iris:1", "--target", "local", "--name", "iris-local", "--json", "--timeout", "300",
+        env=deployer_env,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     deployment = json.loads(result.stdout)
     assert deployment["name"] == "iris-local"
@@ -59,28 +73,31 @@ def test_deploy_locally_and_predict(registry, folder_store, iris_dir, tmp_path):
     body = tmp_path / "input.json"
     body.write_text(json.dumps({"dataframe_split": example}))
     for target in (str(deployment["id"]), "iris-local"):  # by id and by name
-        predicted = registry.cli("predict", target, "--json", body, "--quiet")
+        predicted = registry.cli("predict", target, "--json", body, "--quiet", env=deployer_env)
         assert predicted.returncode == 0, predicted.stderr
         predictions = json.loads(predicted.stdout)["predictions"]
         assert len(predictions) == len(example["data"])
         assert all(p in (0, 1, 2) for p in predictions)
 
 
-def test_deploy_by_alias_without_waiting(registry, folder_store, iris_dir):
+@pytest.mark.usefixtures("worker")
+def test_deploy_by_alias_without_waiting(registry, deployer_env, iris_dir):
     model_dir, _example = iris_dir
     assert (
         registry.cli("push", model_dir, "--model", "iris", "--alias", "candidate", "--quiet").returncode == 0
     )
-    result = registry.cli("deploy", "iris@candidate", "--target", "local", "--no-wait", "--json")
+    result = registry.cli(
+        "deploy", "iris@candidate", "--target", "local", "--no-wait", "--json", env=deployer_env
+    )
     assert result.returncode == 0, result.stderr
     deployment = json.loads(result.stdout)
     assert deployment["id"] and deployment["status"]
     assert deployment["name"] == "iris-candidate"
 
 
-def test_predict_on_an_unknown_deployment_is_one_line(registry, folder_store, tmp_path):
+def test_predict_on_an_unknown_deployment_is_one_line(registry, deployer_env, tmp_path):
     body = tmp_path / "input.json"
     body.write_text(json.dumps({"inputs": [[1, 2, 3, 4]]}))
-    result = registry.cli("predict", "no-such-deployment", "--json", body)
+    result = registry.cli("predict", "no-such-deployment", "--json", body, env=deployer_env)
     assert result.returncode != 0
     assert result.stderr.strip() == "modelyard: error: No deployment named 'no-such-deployment'."

@@ -6,6 +6,7 @@ artifact services like any upload, so deployments materialize them from the arti
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -19,15 +20,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.conf import settings
+from django.db import connection
 
 from models_app import services
 from models_app.choices import TeamRole
 from models_app.models import ModelVersion
-from tests.conftest import make_user
+from tests.conftest import make_user, need_service
 
 ROOT = Path(__file__).resolve().parents[2]
 X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.0], [0.5, 0.2], [2.5, 0.9]])
 Y = [0, 0, 1, 1, 0, 1]
+BASE_IMAGE = os.environ.get("MODELYARD_DEPLOY_BASE_IMAGE", "localhost/python-base:bookworm")
+SOCKET = os.environ.get("DOCKER_HOST", "unix:///run/podman/podman.sock")
+CA_BUNDLE = os.environ.get("MODELYARD_BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
 
 
 class Exploit:
@@ -137,3 +143,104 @@ def external_runtime(tmp_path_factory):
     proc, url = start_runtime(model_dir, "ext")
     yield url
     stop_process(proc)
+
+
+# --- A real Celery worker (+ beat) on the test database, shared by the end-to-end tests ------
+# (tests/deployments_app and tests/client use it; skipped without Redis, failed under REQUIRE_SERVICES=1)
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    user = s.get("USER") or "postgres"
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+def _broker_available() -> bool:
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith("redis://"):
+        return False
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real Celery worker + beat on the test database; killed (and its leftovers) at the end."""
+    need_service(_broker_available(), "Redis as CELERY_BROKER_URL (redis://…)")
+    from registry_project.celery import app
+
+    app.control.purge()  # messages left by earlier runs must not reach this worker
+    # Worker and tests share one artifact folder, pinned here: a test elsewhere in the session may
+    # have left its own store in the settings (overrides restored out of order).
+    from django.test import override_settings
+
+    from models_app import artifacts
+
+    root = Path(settings.VAR_DIR) / "artifacts"
+    storages = dict(settings.STORAGES)
+    storages["artifacts"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(root)},
+    }
+    pinned = override_settings(STORAGES=storages, ARTIFACT_STORAGE_PATH=root, S3_BUCKET="")
+    pinned.enable()
+    artifacts.get_store.cache_clear()
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "registry_project.settings",
+            "DATABASE_URL": _database_url(),
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "MODELYARD_VAR_DIR": str(settings.VAR_DIR),
+            "ARTIFACT_STORAGE_PATH": str(root),
+            "S3_BUCKET": "",
+            "MODELYARD_DEPLOY_DIR": str(settings.MODELYARD_DEPLOY_DIR),
+            "MODELYARD_DEPLOY_RECONCILE_SECONDS": "3",
+            "MODELYARD_DEPLOY_LEASE_SECONDS": "30",
+            "MODELYARD_DEPLOY_DRAIN_SECONDS": "1",
+            "MODELYARD_DEPLOY_BASE_IMAGE": BASE_IMAGE,
+            "MODELYARD_BUILD_CA_BUNDLE": CA_BUNDLE,
+            "DOCKER_HOST": SOCKET,
+            "DB_CONN_MAX_AGE": "0",
+        }
+    )
+    log_path = os.environ.get("WORKER_LOG") or tmp_path_factory.mktemp("worker") / "worker.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    schedule = tmp_path_factory.mktemp("beat") / "schedule"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "registry_project", "worker", "-Q", "deployments,celery",
+         "-B", "-s", str(schedule), "--concurrency", "3", "--loglevel", "INFO"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while not app.control.ping(timeout=1):  # ready to consume: timings start from a warm worker
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.flush()
+            pytest.fail("the Celery worker did not start:\n" + Path(log.name).read_text()[-3000:])
+    yield proc
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    _kill_local_leftovers()
+    log.close()
+    pinned.disable()
+    artifacts.get_store.cache_clear()
+
+
+def _kill_local_leftovers() -> None:
+    for pid_file in Path(settings.MODELYARD_DEPLOY_DIR).glob("*/g*/runtime.pid"):
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)

@@ -250,6 +250,9 @@ MODELYARD_ENCRYPTION_KEY = env_str("MODELYARD_ENCRYPTION_KEY")
 MODELYARD_CHECK_MEMORY_MB = env_int("MODELYARD_CHECK_MEMORY_MB", 4096)
 MODELYARD_CHECK_TIMEOUT_SECONDS = env_int("MODELYARD_CHECK_TIMEOUT_SECONDS", 120)
 
+# MLflow-compatible API (docs/mlflow.md): let anonymous callers read (never write) through it.
+MODELYARD_MLFLOW_ANONYMOUS_READ = env_bool("MODELYARD_MLFLOW_ANONYMOUS_READ", False)
+
 # --- Security -------------------------------------------------------------------------------
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SESSION_COOKIE_SECURE)

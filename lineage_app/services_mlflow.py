@@ -82,6 +82,12 @@ def _require_contributor(actor) -> None:
 # --- Experiments and runs -----------------------------------------------------------------
 
 
+def default_experiment_ensure() -> MlflowExperiment:
+    """Experiment ``0`` ("Default"), which MLflow clients assume; recreated if someone flushed it."""
+    experiment, _ = MlflowExperiment.objects.get_or_create(pk=0, defaults={"name": "Default"})
+    return experiment
+
+
 @transaction.atomic
 def experiment_create(*, actor, name: str, tags: dict[str, str]) -> MlflowExperiment:
     """Create an experiment owned by the actor's team (see :func:`mlflow_team_resolve`)."""
@@ -180,7 +186,22 @@ def run_log(
             )
         run.params[key] = value
     rows = []
+    # MLflow keys a metric value by (key, timestamp, step, value): logging the same one again
+    # (the client does, to link step-0 metrics to a logged model) only records the model id.
+    known = set(
+        MlflowMetric.objects.filter(run=run, key__in={m["key"] for m in metrics or []}).values_list(
+            "key", "timestamp", "step", "value"
+        )
+    )
     for metric in metrics or []:
+        identity = (metric["key"], metric["timestamp"], metric["step"], metric["value"])
+        if identity in known:
+            if metric.get("model_id"):
+                MlflowMetric.objects.filter(
+                    run=run, key=identity[0], timestamp=identity[1], step=identity[2], value=identity[3]
+                ).update(model_id=metric["model_id"])
+            continue
+        known.add(identity)
         rows.append(
             MlflowMetric(
                 run=run,

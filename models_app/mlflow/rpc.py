@@ -24,6 +24,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from models_app.choices import TokenScope
@@ -257,7 +258,7 @@ def endpoint(*methods: str, write: bool | None = None, parse: bool = True) -> Ca
                     logger.exception("MLflow endpoint %s failed", request.path)
                     mapped = MlflowError("Internal error; see the server log.", errors.INTERNAL_ERROR)
                 return error_response(mapped)
-            if isinstance(result, HttpResponse):
+            if isinstance(result, HttpResponseBase):
                 return result
             return json_response(result)
 

@@ -20,6 +20,8 @@ MLFLOW_VERSION = "3.17.2"
 
 
 def _experiment(user, raw: str) -> MlflowExperiment:
+    if raw == "0":
+        svc.default_experiment_ensure()
     try:
         return sel.experiment_list(user=user).get(pk=int(raw))
     except (ValueError, MlflowExperiment.DoesNotExist) as exc:

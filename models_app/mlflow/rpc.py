@@ -249,6 +249,8 @@ def endpoint(*methods: str, write: bool | None = None, parse: bool = True) -> Ca
                             f"This token lacks the '{needed}' scope that this request needs.",
                             errors.PERMISSION_DENIED,
                         )
+                if not user.is_authenticated:
+                    user.may_read_internal = True  # read-only: writes were refused above
                 request.user = user
                 params = Params(request) if parse else None
                 result = view(request, params, *args, **kwargs)

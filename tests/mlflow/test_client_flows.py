@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,11 +11,11 @@ from lineage_app.models import MlflowArtifact, TrainingRun
 from models_app.choices import PromotionState, Stage, VersionStatus
 from models_app.models import AuditEvent, ModelVersion, Promotion, RegisteredModel, VersionFile
 
-mlflow = pytest.importorskip("mlflow")
-import mlflow.sklearn  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-
-import sklearn  # noqa: E402
+pytest.importorskip("mlflow")
+import mlflow
+import mlflow.sklearn
+import sklearn
+from mlflow.exceptions import MlflowException
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -183,7 +185,7 @@ def test_download_artifacts_of_a_version_and_a_run(mlflow_as, client, owner, sk_
     notes = mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id, artifact_path="notes", dst_path=str(tmp_path)
     )
-    assert open(f"{notes}/readme.txt").read() == "hello"
+    assert (Path(notes) / "readme.txt").read_text() == "hello"
     assert [f.path for f in client.list_artifacts(run.info.run_id, "notes")] == ["notes/readme.txt"]
 
 

@@ -161,7 +161,7 @@ class Target:
         return json.loads(raw) if raw.strip() else {}
 
 
-def start_modelyard(var_dir: Path) -> tuple[Stack, Target, str]:
+def start_modelyard(var_dir: Path, started: list) -> tuple[Stack, Target, str, int, int]:
     dsn = recreate_db("modelyard_mlflow_bench")
     stack = Stack(
         var_dir,
@@ -171,7 +171,9 @@ def start_modelyard(var_dir: Path) -> tuple[Stack, Target, str]:
             "LOG_LEVEL": "WARNING",
             "DB_CONN_MAX_AGE": "600",
         },
-    ).start()
+    )
+    started.append(stack)  # stopped by the caller even if starting fails half-way
+    stack.start()
     script = (
         "from django.contrib.auth.models import Group, User\n"
         "from models_app.models import TeamMembership\n"
@@ -432,9 +434,10 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=10)
     args = parser.parse_args()
     var_dir = Path(tempfile.mkdtemp(prefix="bench-registry-"))
-    stack = mlflow_proc = None
+    started: list = []
+    mlflow_proc = None
     try:
-        stack, modelyard, my_dsn, team_id, user_id = start_modelyard(var_dir / "modelyard")
+        _stack, modelyard, my_dsn, team_id, user_id = start_modelyard(var_dir / "modelyard", started)
         targets, dsns = [modelyard], {"modelyard": my_dsn}
         if args.mlflow:
             mlflow_proc, mlflow, ml_dsn = start_mlflow(args.mlflow, var_dir)
@@ -462,7 +465,7 @@ def main() -> None:
         (var_dir / "results.json").write_text(json.dumps({"small": rows, "big": rows_big}, indent=1))
         print(f"\nraw results: {var_dir / 'results.json'}")
     finally:
-        if stack is not None:
+        for stack in started:
             stack.stop()
         if mlflow_proc is not None:
             mlflow_proc.terminate()

@@ -16,6 +16,11 @@ mlflow = pytest.importorskip("mlflow")
 @pytest.fixture
 def mlflow_as(live_server, monkeypatch, transactional_db):
     """``mlflow_as(user, scopes)`` points the mlflow client at the live server as ``user``."""
+    from django.db import connections
+
+    # Server threads close their connection after each request, so the test database can be
+    # dropped at the end of the session (persistent connections would outlive the threads).
+    monkeypatch.setitem(connections.databases["default"], "CONN_MAX_AGE", 0)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("DO_NOT_TRACK", "true")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

@@ -46,8 +46,9 @@ def _model_and_version(request, params: Params) -> tuple[RegisteredModel, ModelV
     return model, _version(request.user, model, params.str("version", required=True))
 
 
-def _model_body(user, model: RegisteredModel) -> dict:
-    model = selectors.registered_model_list(user=user).get(pk=model.pk)  # fresh, with prefetches
+def _model_body(user, model: RegisteredModel, *, fresh: bool = True) -> dict:
+    if fresh:  # after a write: read it again, with the prefetches of the selector
+        model = selectors.registered_model_list(user=user).get(pk=model.pk)
     latest = encode.latest_versions([model]).get(model.pk, [])
     return {"registered_model": encode.registered_model(model, latest)}
 
@@ -101,7 +102,7 @@ def registered_model_create(request, params: Params):
 
 @endpoint("GET")
 def registered_model_get(request, params: Params):
-    return _model_body(request.user, _model(request.user, params.str("name", required=True)))
+    return _model_body(request.user, _model(request.user, params.str("name", required=True)), fresh=False)
 
 
 @endpoint("POST")

@@ -18,6 +18,7 @@ from models_app.mlflow import encode, search, tokens
 from models_app.mlflow.errors import RESOURCE_ALREADY_EXISTS, MlflowError, invalid, not_found
 from models_app.mlflow.rpc import Params, endpoint, version_number
 from models_app.models import ModelAlias, ModelTag, ModelVersion, RegisteredModel, VersionTag
+from registry_project.errors import Conflict
 
 VISIBILITY_TAG = "modelyard.visibility"
 RM_MAX_RESULTS = 1000
@@ -290,10 +291,15 @@ def model_version_transition_stage(request, params: Params):
             f"'archive_existing_versions' is only allowed for Staging and Production, not {raw_stage}."
         )
     if version.stage != target:
-        with transaction.atomic():
-            promotion = services_governance.promotion_request(
-                actor=request.user, version=version, target_stage=target, comment="via the MLflow API"
-            )
+        try:
+            with transaction.atomic():
+                promotion = services_governance.promotion_request(
+                    actor=request.user, version=version, target_stage=target, comment="via the MLflow API"
+                )
+        except Conflict as exc:
+            if exc.code == "checks_failing":  # the policy refuses: a permission answer, not a bad input
+                raise MlflowError(exc.message, "PERMISSION_DENIED") from exc
+            raise
         if promotion.state == PromotionState.PENDING:
             needed = services.policy_get(model=model).approvals_needed(target)
             raise MlflowError(

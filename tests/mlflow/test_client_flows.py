@@ -143,11 +143,14 @@ def test_stages_follow_the_promotion_policy(mlflow_as, client, owner, sk_model):
     model, x, _ = sk_model
     _log(model, registered_model_name="churn")
     _log(model, registered_model_name="churn")
-    from models_app import services
     from models_app.services_governance import policy_update
 
     registered = RegisteredModel.objects.get(name="churn")
-    services.policy_get(model=registered)
+    # The default policy wants the built-in `loadable` check, which has not run here.
+    with pytest.raises(MlflowException) as exc:
+        client.transition_model_version_stage("churn", "1", "Staging")
+    assert exc.value.error_code == "PERMISSION_DENIED"
+    assert "loadable" in exc.value.message
     policy_update(actor=owner, model=registered, required_checks={})
     staged = client.transition_model_version_stage("churn", "1", "staging")
     assert staged.current_stage == "Staging"

@@ -150,6 +150,17 @@ class Target:
         self.host, self.port = parsed.hostname, parsed.port
 
     def call(self, method: str, path: str, body: dict | bytes | None = None) -> dict:
+        """One set-up request, retried while a just-started server is not answering yet."""
+        for attempt in range(10):
+            try:
+                return self._call(method, path, body)
+            except (ConnectionError, http.client.HTTPException):
+                if attempt == 9:
+                    raise
+                time.sleep(3)
+        raise AssertionError("unreachable")
+
+    def _call(self, method: str, path: str, body: dict | bytes | None = None) -> dict:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
         data = json.dumps(body).encode() if isinstance(body, dict) else body
         conn.request(method, path, body=data, headers={**self.headers, "Content-Type": "application/json"})

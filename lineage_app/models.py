@@ -7,6 +7,7 @@ set, one CodeRevision per commit state) so that "which versions used X" is an in
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import models
 
 from lineage_app.choices import DatasetRole, ParentRelation
@@ -226,3 +227,143 @@ class AdvisoryPackage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.advisory.osv_id}: {self.name}"
+
+
+# --- MLflow tracking objects (served by the MLflow-compatible API, models_app/mlflow) -----------
+
+
+class MlflowExperiment(models.Model):
+    """An MLflow experiment: a folder of runs and logged models.
+
+    Experiment ``0`` ("Default", created by the migration) has no team and takes everyone's
+    runs; runs and logged models carry their own team and creator, which decide who sees them.
+    """
+
+    name = models.CharField(max_length=500, unique=True)
+    team = models.ForeignKey(Group, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lifecycle_stage = models.CharField(max_length=16, default="active")
+    tags = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"experiment {self.pk} ({self.name})"
+
+
+class MlflowRun(models.Model):
+    """An MLflow run: params, tags, latest metrics and the models it output.
+
+    Registering a version from one of its logged models copies these into the version's
+    ``TrainingRun`` (with the ``mlflow.source.git.*`` tags as its ``CodeRevision``).
+    """
+
+    run_id = models.CharField(max_length=32, unique=True)
+    experiment = models.ForeignKey(MlflowExperiment, on_delete=models.PROTECT, related_name="runs")
+    team = models.ForeignKey(Group, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    name = models.CharField(max_length=250, blank=True)
+    status = models.CharField(max_length=16, default="RUNNING")
+    start_time = models.BigIntegerField(null=True, blank=True, help_text="Milliseconds since the epoch.")
+    end_time = models.BigIntegerField(null=True, blank=True)
+    lifecycle_stage = models.CharField(max_length=16, default="active")
+    params = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    # {key: {"value": v, "timestamp": ms, "step": n}}: the latest value of each metric.
+    latest_metrics = models.JSONField(default=dict, blank=True)
+    # [{"model_id": "m-…", "step": 0}]
+    outputs = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}"
+
+    @property
+    def artifact_root(self) -> str:
+        return f"{self.experiment_id}/{self.run_id}/artifacts"
+
+
+class MlflowMetric(models.Model):
+    """One logged value of a run's metric (the history ``metrics/get-history`` returns)."""
+
+    run = models.ForeignKey(MlflowRun, on_delete=models.CASCADE, related_name="metric_history")
+    key = models.CharField(max_length=250)
+    value = models.FloatField()
+    timestamp = models.BigIntegerField()
+    step = models.BigIntegerField(default=0)
+    model_id = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["timestamp", "step", "id"]
+        indexes = [models.Index(fields=["run", "key", "timestamp"], name="mlflowmetric_run_key")]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value} @ {self.step}"
+
+
+class MlflowLoggedModel(models.Model):
+    """An MLflow 3 logged model: a directory of artifacts that a model version can be made from."""
+
+    model_id = models.CharField(max_length=40, unique=True)
+    experiment = models.ForeignKey(MlflowExperiment, on_delete=models.PROTECT, related_name="logged_models")
+    team = models.ForeignKey(Group, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    name = models.CharField(max_length=500, db_index=True)
+    model_type = models.CharField(max_length=200, blank=True)
+    source_run = models.ForeignKey(
+        MlflowRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="logged_models"
+    )
+    status = models.CharField(max_length=32, default="LOGGED_MODEL_PENDING")
+    status_message = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.model_id
+
+    @property
+    def artifact_root(self) -> str:
+        return f"{self.experiment_id}/models/{self.model_id}/artifacts"
+
+
+class MlflowArtifact(models.Model):
+    """A file PUT through the ``mlflow-artifacts`` proxy, stored once as a content-addressed blob.
+
+    ``path`` is the full proxy path (``0/models/m-…/artifacts/MLmodel``). A model version made
+    from these files points at the same blobs: nothing is copied.
+    """
+
+    path = models.CharField(max_length=1024, unique=True)
+    run = models.ForeignKey(
+        MlflowRun, null=True, blank=True, on_delete=models.CASCADE, related_name="artifacts"
+    )
+    logged_model = models.ForeignKey(
+        MlflowLoggedModel, null=True, blank=True, on_delete=models.CASCADE, related_name="artifacts"
+    )
+    blob = models.ForeignKey("models_app.Blob", on_delete=models.PROTECT, related_name="mlflow_artifacts")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.path

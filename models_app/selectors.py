@@ -17,13 +17,21 @@ def _visible_q(user, prefix: str = "") -> Q:
     )
 
 
+def _anonymous(user, qs: QuerySet, prefix: str = "") -> QuerySet:
+    """Anonymous callers see nothing, unless an entry point vouched for read-only access to
+    internal models (the MLflow API with ``MODELYARD_MLFLOW_ANONYMOUS_READ``)."""
+    if getattr(user, "may_read_internal", False):
+        return qs.filter(**{f"{prefix}visibility": Visibility.INTERNAL})
+    return qs.none()
+
+
 def registered_model_list(*, user) -> QuerySet[RegisteredModel]:
     """Models ``user`` may see, with what list pages show prefetched."""
     qs = RegisteredModel.objects.select_related("team", "created_by").prefetch_related(
         "tags", Prefetch("aliases", queryset=ModelAlias.objects.select_related("version"))
     )
     if not user.is_authenticated:
-        return qs.none()
+        return _anonymous(user, qs)
     if user.is_superuser:
         return qs
     return qs.filter(_visible_q(user))
@@ -41,7 +49,7 @@ def model_version_list(*, user, model: RegisteredModel | None = None) -> QuerySe
     if model is not None:
         qs = qs.filter(model=model)
     if not user.is_authenticated:
-        return qs.none()
+        return _anonymous(user, qs, "model__")
     if user.is_superuser:
         return qs
     return qs.filter(_visible_q(user, "model__"))

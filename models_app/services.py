@@ -692,6 +692,23 @@ def version_file_upload(
         spooled.discard()
 
 
+def blob_put(*, stream, size: int | None) -> Blob:
+    """Store a stream as a blob, hashing as it arrives (never held in memory whole).
+
+    Content the store already holds is not stored twice. The caller checks permissions and links
+    the blob to a row (a blob nothing points at is collected by ``gc_blobs`` after the grace).
+    """
+    limit = settings.MODELYARD_MAX_FILE_SIZE
+    if size is not None and size > limit:
+        raise ValidationError({"file": f"The file is larger than the limit of {limit} bytes."})
+    store = artifacts.get_store()
+    spooled = artifacts.spool(stream, expected_size=size, limit=limit, directory=store.spool_dir())
+    try:
+        return _blob_store(spooled)
+    finally:
+        spooled.discard()
+
+
 def blob_visible_to(*, user, sha256: str) -> Blob | None:
     """The blob with ``sha256`` if it is part of a version ``user`` may read (dedup without leaks).
 
@@ -704,8 +721,14 @@ def blob_visible_to(*, user, sha256: str) -> Blob | None:
 
 
 @transaction.atomic
-def version_files_attach(*, actor, version: ModelVersion, files: list[dict]) -> dict:
+def version_files_attach(
+    *, actor, version: ModelVersion, files: list[dict], vouched_blobs: frozenset[str] = frozenset()
+) -> dict:
     """Add files to a PENDING version by the SHA-256 of content the registry already holds.
+
+    ``vouched_blobs`` are digests the caller has already shown ``actor`` may read by another
+    route (the files of an MLflow run or logged model the actor can see); other digests must be
+    part of a version the actor can read.
 
     Returns ``{"attached": [...], "missing": [...]}``: the caller uploads the missing ones.
     """
@@ -714,7 +737,10 @@ def version_files_attach(*, actor, version: ModelVersion, files: list[dict]) -> 
     for entry in files:
         path = artifacts.validate_file_path(entry["path"])
         sha256 = artifacts.validate_sha256(entry["sha256"])
-        blob = blob_visible_to(user=actor, sha256=sha256)
+        if sha256 in vouched_blobs:
+            blob = Blob.objects.filter(pk=sha256).first()
+        else:
+            blob = blob_visible_to(user=actor, sha256=sha256)
         if blob is None:
             missing.append({"path": path, "sha256": sha256})
             continue
@@ -923,16 +949,20 @@ def blob_gc(*, grace: timedelta, dry_run: bool = False) -> GcReport:
                 state=UploadState.ABORTED
             )
     awaited = set(UploadSession.objects.filter(state=UploadState.OPEN).values_list("sha256", flat=True))
-    candidates = Blob.objects.filter(created_at__lt=cutoff, version_files__isnull=True).values_list(
-        "pk", flat=True
-    )
+    # Every row pointing at a blob keeps it: version files, and whatever other apps store by
+    # reference (files of MLflow runs and logged models in lineage_app).
+    references = [rel for rel in Blob._meta.related_objects if rel.one_to_many]
+    unreferenced = {f"{rel.name}__isnull": True for rel in references}
+    candidates = Blob.objects.filter(created_at__lt=cutoff, **unreferenced).values_list("pk", flat=True)
     for sha256 in list(candidates.iterator()):
         if sha256 in awaited:
             report.kept_in_flight += 1
             continue
         with transaction.atomic():
             blob = Blob.objects.select_for_update(skip_locked=True).filter(pk=sha256).first()
-            if blob is None or VersionFile.objects.filter(blob_id=sha256).exists():
+            if blob is None or any(
+                rel.related_model.objects.filter(**{rel.field.name: sha256}).exists() for rel in references
+            ):
                 continue  # locked by an upload right now, or referenced since we listed it
             report.blobs_deleted += 1
             report.bytes_freed += blob.size

@@ -297,6 +297,9 @@ if MODELYARD_K8S_FLAVOR not in ("deployment", "kserve"):
 # Called with (alias, model_id) after an alias moved and the change committed.
 MODELYARD_ALIAS_MOVED_HOOKS: list[str] = ["deployments_app.services.deployments_follow_alias"]
 
+# MLflow-compatible API (docs/mlflow.md): let anonymous callers read (never write) through it.
+MODELYARD_MLFLOW_ANONYMOUS_READ = env_bool("MODELYARD_MLFLOW_ANONYMOUS_READ", False)
+
 # --- Security -------------------------------------------------------------------------------
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SESSION_COOKIE_SECURE)

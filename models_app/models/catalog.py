@@ -6,7 +6,8 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
-from django.db.models.functions import Lower
+from django.db.models import F
+from django.db.models.functions import Left, Lower
 
 from models_app.choices import Stage, UsageKind, VersionStatus, Visibility
 from models_app.validators import (
@@ -119,7 +120,12 @@ class ModelTag(models.Model):
     class Meta:
         ordering = ["key"]
         constraints = [models.UniqueConstraint(fields=["model", "key"], name="modeltag_model_key_unique")]
-        indexes = [models.Index(fields=["key", "model"])]
+        indexes = [
+            models.Index(fields=["key", "model"]),
+            # Tag-value searches (MLflow's ``tags.k = 'v'``) by the first characters of the value:
+            # values may be longer than a btree row allows.
+            models.Index(F("key"), Left("value", 100), name="modeltag_key_value_prefix"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.key}={self.value}"
@@ -137,7 +143,10 @@ class VersionTag(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["version", "key"], name="versiontag_version_key_unique")
         ]
-        indexes = [models.Index(fields=["key", "version"])]
+        indexes = [
+            models.Index(fields=["key", "version"]),
+            models.Index(F("key"), Left("value", 100), name="versiontag_key_value_prefix"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.key}={self.value}"

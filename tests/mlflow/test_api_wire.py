@@ -1,0 +1,238 @@
+"""Wire-level behaviour the client depends on: error codes and statuses, auth, empty bodies."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from django.test import Client, override_settings
+
+from models_app import services
+from models_app.choices import Visibility
+
+BASE = "/api/2.0/mlflow"
+
+
+@pytest.fixture
+def call(db):
+    """``call(user, method, path, data)`` → (status, JSON body) with a token of ``user``."""
+
+    def _call(user, method, path, data=None, scopes=None, headers=None):
+        client = Client()
+        extra = dict(headers or {})
+        if user is not None:
+            _t, raw = services.access_token_create(
+                actor=user, user=user, name="t", scopes=scopes or ["read", "write"]
+            )
+            extra.setdefault("HTTP_AUTHORIZATION", f"Bearer {raw}")
+        if method == "GET":
+            response = client.get(path, data or {}, **extra)
+        else:
+            response = getattr(client, method.lower())(
+                path, json.dumps(data or {}), content_type="application/json", **extra
+            )
+        body = response.content.decode()
+        return response.status_code, (
+            json.loads(body) if body and response["Content-Type"].startswith("application/json") else body
+        )
+
+    return _call
+
+
+def test_errors_follow_mlflow_codes(call, owner, internal_model):
+    assert call(owner, "GET", f"{BASE}/registered-models/get", {"name": "nope"}) == (
+        404,
+        {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Registered Model with name=nope not found"},
+    )
+    status, body = call(owner, "GET", f"{BASE}/registered-models/get")
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "Missing value for required parameter 'name'" in body["message"]
+    status, body = call(owner, "POST", f"{BASE}/registered-models/create", {"name": "churn"})
+    assert (status, body["error_code"]) == (400, "RESOURCE_ALREADY_EXISTS")
+    status, body = call(owner, "GET", f"{BASE}/model-versions/get", {"name": "churn", "version": "abc"})
+    assert (status, body["message"]) == (400, "Parameter 'version' must be an integer, got 'abc'.")
+    status, body = call(owner, "GET", f"{BASE}/model-versions/get", {"name": "churn", "version": "99"})
+    assert (status, body["message"]) == (404, "Model Version (name=churn, version=99) not found")
+    for alias, message in (
+        ("latest", "'latest' alias name (case insensitive) is reserved."),
+        ("v1", "Version alias name 'v1' is reserved."),
+    ):
+        status, body = call(
+            owner,
+            "POST",
+            f"{BASE}/registered-models/alias",
+            {"name": "churn", "alias": alias, "version": "1"},
+        )
+        assert (status, body["message"]) == (400, message)
+    status, body = call(owner, "GET", f"{BASE}/registered-models/alias", {"name": "churn", "alias": "nope"})
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert call(owner, "DELETE", f"{BASE}/registered-models/alias", {"name": "churn", "alias": "nope"}) == (
+        200,
+        {},
+    )
+    assert call(
+        owner, "DELETE", f"{BASE}/registered-models/delete-tag", {"name": "churn", "key": "nope"}
+    ) == (200, {})
+    status, body = call(owner, "GET", f"{BASE}/registered-models/search", {"page_token": "bm90LWpzb24="})
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "Invalid page token" in body["message"]
+    status, body = call(owner, "GET", f"{BASE}/registered-models/search", {"max_results": "1001"})
+    assert status == 400
+    status, body = call(owner, "GET", f"{BASE}/model-versions/search", {"max_results": "0"})
+    assert status == 400
+    status, body = call(owner, "GET", f"{BASE}/model-versions/search", {"filter": "version_number > 'x'"})
+    assert (status, body["message"]) == (400, "Invalid value for numeric attribute 'version_number': 'x'")
+    status, body = call(
+        owner, "POST", f"{BASE}/model-versions/create", {"name": "churn", "source": "s3://bucket/x"}
+    )
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    status, body = call(owner, "POST", f"{BASE}/registered-models/create", {"name": "bad/name"})
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    status, body = call(owner, "POST", f"{BASE}/runs/log-batch", {"run_id": "0" * 32, "metrics": "nope"})
+    assert status == 404
+
+
+def test_empty_results_are_empty_objects_and_wrong_methods_are_json(call, owner):
+    assert call(owner, "GET", f"{BASE}/registered-models/search") == (200, {})
+    assert call(owner, "GET", f"{BASE}/model-versions/search") == (200, {})
+    status, body = call(owner, "POST", f"{BASE}/model-versions/search")
+    assert (status, body["error_code"]) == (404, "ENDPOINT_NOT_FOUND")
+    status, body = call(owner, "POST", f"{BASE}/registered-models/create", None, headers={})
+    assert status == 400
+
+
+def test_malformed_json_is_bad_request(db, owner):
+    _t, raw = services.access_token_create(actor=owner, user=owner, name="t", scopes=["read", "write"])
+    response = Client().post(
+        f"{BASE}/registered-models/create",
+        "{not json",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    )
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "BAD_REQUEST"
+
+
+def test_anonymous_is_refused_unless_reads_are_allowed(call, owner, internal_model, private_model):
+    status, body = call(None, "GET", f"{BASE}/registered-models/get", {"name": "churn"})
+    assert (status, body["error_code"]) == (401, "UNAUTHENTICATED")
+    with override_settings(MODELYARD_MLFLOW_ANONYMOUS_READ=True):
+        status, body = call(None, "GET", f"{BASE}/registered-models/get", {"name": "churn"})
+        assert status == 200
+        assert body["registered_model"]["name"] == "churn"
+        status, body = call(None, "GET", f"{BASE}/registered-models/get", {"name": "fraud"})
+        assert status == 404  # private
+        status, body = call(None, "POST", f"{BASE}/registered-models/create", {"name": "anon"})
+        assert (status, body["error_code"]) == (401, "UNAUTHENTICATED")
+
+
+def test_basic_auth_takes_a_personal_access_token_as_password(call, owner, viewer, internal_model):
+    _t, raw = services.access_token_create(actor=owner, user=owner, name="t", scopes=["read"])
+    good = base64.b64encode(f"owner:{raw}".encode()).decode()
+    status, _ = call(
+        None,
+        "GET",
+        f"{BASE}/registered-models/get",
+        {"name": "churn"},
+        headers={"HTTP_AUTHORIZATION": f"Basic {good}"},
+    )
+    assert status == 200
+    wrong_user = base64.b64encode(f"viewer:{raw}".encode()).decode()
+    status, body = call(
+        None,
+        "GET",
+        f"{BASE}/registered-models/get",
+        {"name": "churn"},
+        headers={"HTTP_AUTHORIZATION": f"Basic {wrong_user}"},
+    )
+    assert (status, body["error_code"]) == (401, "UNAUTHENTICATED")
+    password = base64.b64encode(b"owner:pw-owner").decode()
+    status, _ = call(
+        None,
+        "GET",
+        f"{BASE}/registered-models/get",
+        {"name": "churn"},
+        headers={"HTTP_AUTHORIZATION": f"Basic {password}"},
+    )
+    assert status == 401  # account passwords are not accepted: only tokens
+    status, body = call(
+        owner,
+        "POST",
+        f"{BASE}/registered-models/set-tag",
+        {"name": "churn", "key": "k", "value": "v"},
+        scopes=["read"],
+    )
+    assert (status, body["error_code"]) == (403, "PERMISSION_DENIED")
+
+
+def test_model_created_through_mlflow_goes_to_the_named_or_only_team(call, owner, team, other_team):
+    status, body = call(owner, "POST", f"{BASE}/registered-models/create", {"name": "a"})
+    assert status == 200
+    from models_app.models import RegisteredModel, TeamMembership
+
+    assert RegisteredModel.objects.get(name="a").team == team
+    TeamMembership.objects.create(team=other_team, user=owner, role="contributor")
+    status, body = call(owner, "POST", f"{BASE}/registered-models/create", {"name": "b"})
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "modelyard.team" in body["message"]
+    status, body = call(
+        owner,
+        "POST",
+        f"{BASE}/registered-models/create",
+        {
+            "name": "b",
+            "tags": [
+                {"key": "modelyard.team", "value": "marketing"},
+                {"key": "modelyard.visibility", "value": "private"},
+            ],
+        },
+    )
+    assert status == 200
+    created = RegisteredModel.objects.get(name="b")
+    assert (created.team, created.visibility) == (other_team, Visibility.PRIVATE)
+    assert "tags" not in body["registered_model"]
+
+
+def test_version_json_has_string_version_and_ready_status(call, owner, internal_model):
+    from models_app.models import Blob, VersionFile
+
+    version = services.model_version_create(actor=owner, model=internal_model)
+    VersionFile.objects.create(
+        version=version, path="MLmodel", blob=Blob.objects.create(sha256="b" * 64, size=1)
+    )
+    status, body = call(owner, "GET", f"{BASE}/model-versions/get", {"name": "churn", "version": "1"})
+    assert body["model_version"]["version"] == "1"
+    assert body["model_version"]["status"] == "PENDING_REGISTRATION"
+    from models_app.models import ModelVersion
+
+    ModelVersion.objects.filter(pk=version.pk).update(status="READY")
+    status, body = call(owner, "GET", f"{BASE}/model-versions/get", {"name": "churn", "version": "1"})
+    assert body["model_version"]["status"] == "READY"
+    assert body["model_version"]["current_stage"] == "None"
+    status, body = call(
+        owner, "GET", f"{BASE}/model-versions/get-download-uri", {"name": "churn", "version": "1"}
+    )
+    assert body == {"artifact_uri": "mlflow-artifacts:/_registry/churn/1"}
+    status, body = call(owner, "GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": "_registry/churn/1"})
+    assert body == {"files": [{"path": "MLmodel", "is_dir": False, "file_size": 1}]}
+    status, body = call(
+        owner, "GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": "_registry/churn/1/MLmodel"}
+    )
+    assert (status, body) == (200, {})
+    status, body = call(owner, "GET", "/api/2.0/mlflow-artifacts/artifacts/0/nope.txt")
+    assert (status, body["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    status, body = call(owner, "GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": "../etc"})
+    assert status == 400
+    status, body = call(
+        owner, "POST", "/api/2.0/mlflow-artifacts/mpu/create/0/x", {"path": "f", "num_parts": 2}
+    )
+    assert (status, body["error_code"]) == (501, "NOT_IMPLEMENTED")
+
+
+def test_health_version_and_server_info(call, owner):
+    assert call(None, "GET", "/health") == (200, "OK")
+    status, _ = call(None, "GET", "/version")
+    assert status == 200
+    status, body = call(owner, "GET", "/api/3.0/mlflow/server-info")
+    assert (status, body["multipart_uploads_enabled"]) == (200, False)

@@ -12,6 +12,7 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, Validat
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from models_app import selectors, services, services_events, services_governance
@@ -164,6 +165,23 @@ def _snippets(request: HttpRequest, model: RegisteredModel, versions: list) -> d
     }
 
 
+def _model_deployments(user, model: RegisteredModel):
+    """The model's deployments ``user`` may see, and the running one they may predict on (or None)."""
+    from deployments_app.choices import DeploymentStatus
+    from deployments_app.selectors import deployment_list
+
+    deployments = list(deployment_list(user=user).filter(model=model).order_by("name"))
+    tryable = next(
+        (
+            d
+            for d in deployments
+            if d.status == DeploymentStatus.RUNNING and user.has_perm("deployments_app.predict_deployment", d)
+        ),
+        None,
+    )
+    return deployments, tryable
+
+
 @login_required
 def registeredmodel_detail(request: HttpRequest, name: str) -> HttpResponse:
     model = get_object_or_404(selectors.registered_model_list(user=request.user), name__iexact=name)
@@ -171,6 +189,9 @@ def registeredmodel_detail(request: HttpRequest, name: str) -> HttpResponse:
     history = selectors.audit_event_list(user=request.user).filter(model_name__iexact=model.name)[:20]
     headline = selectors.headline_metrics(models=[model]).get(model.pk)
     featured = next((v for v in versions if v.stage == Stage.PRODUCTION), versions[0] if versions else None)
+    deployments, tryable = _model_deployments(request.user, model)
+    if tryable is not None:  # "Try it" asks the running deployment, so show its version's inputs
+        featured = next((v for v in versions if v.pk == tryable.version_id), featured)
     fields = signature_fields(version_signature(version=featured)) if featured else None
     return render(
         request,
@@ -185,10 +206,10 @@ def registeredmodel_detail(request: HttpRequest, name: str) -> HttpResponse:
             "snippets": _snippets(request, model, versions),
             "featured": featured,
             "signature_fields": fields,
-            # Filled in by deployments: running deployments of this model, and the prediction
-            # endpoint the "Try it" form posts to (the form is shown only when it is set).
-            "deployments": [],
-            "predict_url": None,
+            # Deployments of this model, and the endpoint the "Try it" form posts to (the form is
+            # shown only to those who may predict on a running deployment).
+            "deployments": deployments,
+            "predict_url": reverse("deployment_predict", args=[tryable.pk]) if tryable else None,
             "can_change": request.user.has_perm("models_app.change_registeredmodel", model),
             "can_edit_policy": request.user.has_perm("models_app.change_promotionpolicy", model),
         },

@@ -110,3 +110,23 @@ def test_admin_lists_and_stops_through_the_service(client, admin_user, deploymen
     assert Deployment.objects.get(pk=deployment.pk).status == "stopping"
     page = client.get(f"/admin/deployments_app/deployment/{deployment.pk}/change/").content.decode()
     assert "hunter2" not in page
+
+
+def test_model_page_lists_deployments_and_offers_try_it_to_those_who_may_predict(
+    client, viewer, outsider, deployment
+):
+    model_page = f"/models/{deployment.model.name}/"
+    predict = f"/api/v1/deployments/{deployment.pk}/predict"
+    client.force_login(viewer)
+    page = client.get(model_page).content.decode()
+    assert f'href="/deployments/{deployment.pk}/"' in page and "churn-api" in page
+    assert predict not in page  # queued: nothing to try yet
+
+    Deployment.objects.filter(pk=deployment.pk).update(status="running", endpoint_url="http://127.0.0.1:9")
+    page = client.get(model_page).content.decode()
+    assert f'data-predict-url="{predict}"' in page and 'id="try-it"' in page
+
+    # An outsider sees the internal model and its deployments, but may not predict: no form.
+    client.force_login(outsider)
+    page = client.get(model_page).content.decode()
+    assert "churn-api" in page and predict not in page

@@ -67,3 +67,27 @@ def deployment_log_tail(
     """The last captured log lines (build and worker), oldest first; ``after_id`` for polling."""
     qs = deployment.log_lines.filter(id__gt=after_id).order_by("-id")
     return list(qs[:limit])[::-1]
+
+
+# Statuses in which a deployment serves (or is about to serve) the version: what "deployed" means
+# when lineage asks which vulnerable versions are live.
+LIVE_STATUSES = ("queued", "building", "starting", "running")
+
+
+def deployments_of_versions(*, user, version_ids) -> dict[int, list[dict]]:
+    """``{version_id: [{"id", "name", "status", "target"}, ...]}`` of the deployments ``user`` may see.
+
+    One query for any number of versions (lineage's exposure and advisory answers use it).
+    """
+    rows = (
+        deployment_list(user=user)
+        .filter(version_id__in=list(version_ids))
+        .order_by("name")
+        .values("version_id", "id", "name", "status", "target")
+    )
+    found: dict[int, list[dict]] = {}
+    for row in rows:
+        version_id = row.pop("version_id")
+        row["live"] = row["status"] in LIVE_STATUSES
+        found.setdefault(version_id, []).append(row)
+    return found

@@ -8,6 +8,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from deployments_app.selectors import deployments_of_versions
 from lineage_app.choices import Containment
 from lineage_app.models import CommitAncestor, EnvironmentPackage, TrainingRun, VersionParent
 from lineage_app.services import lineage_document
@@ -57,11 +58,14 @@ def exposure(*, user, package: str, specifier: str, stage: str | None = None) ->
     rows = versions.values(
         "pk", "model__name", "version", "stage", "status", "training_run__environment__packages__version"
     ).order_by("model__name", "-version")
+    rows = list(rows)
+    version_ids = [r["pk"] for r in rows]
     aliases: dict[int, list[str]] = {}
     for version_id, alias in ModelVersion.aliases.rel.related_model.objects.filter(
-        version_id__in=[r["pk"] for r in rows]
+        version_id__in=version_ids
     ).values_list("version_id", "alias"):
         aliases.setdefault(version_id, []).append(alias)
+    deployments = deployments_of_versions(user=user, version_ids=version_ids)
     return [
         {
             "model": r["model__name"],
@@ -71,6 +75,8 @@ def exposure(*, user, package: str, specifier: str, stage: str | None = None) ->
             "package": name,
             "installed": r["training_run__environment__packages__version"],
             "aliases": sorted(aliases.get(r["pk"], [])),
+            "deployments": deployments.get(r["pk"], []),
+            "deployed": any(d["live"] for d in deployments.get(r["pk"], [])),
         }
         for r in rows
     ]
@@ -307,6 +313,10 @@ def graph(*, user, version: ModelVersion, depth: int = 1) -> dict:
                 cid = f"code:{run.code_id}"
                 nodes[cid] = {"id": cid, "kind": "code", "label": run.code.commit[:12]}
                 edges.append({"from": cid, "to": rid, "kind": "code"})
+        for d in deployments_of_versions(user=user, version_ids=[v.pk]).get(v.pk, []):
+            did = f"deployment:{d['id']}"
+            nodes[did] = {"id": did, "kind": "deployment", "label": d["name"], "status": d["status"]}
+            edges.append({"from": key, "to": did, "kind": "deployed"})
         if level >= depth:
             return
         for link in VersionParent.objects.filter(Q(child=v) | Q(parent=v)).select_related(

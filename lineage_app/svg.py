@@ -5,8 +5,15 @@ from __future__ import annotations
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-COLUMN = {"dataset": 0, "code": 0, "run": 1, "version": 2}
-COLORS = {"dataset": "#dbeafe", "code": "#ede9fe", "run": "#fef3c7", "version": "#dcfce7", "focus": "#86efac"}
+COLUMN = {"dataset": 0, "code": 0, "run": 1, "version": 2, "deployment": 3}  # children share column 3
+COLORS = {
+    "dataset": "#dbeafe",
+    "code": "#ede9fe",
+    "run": "#fef3c7",
+    "version": "#dcfce7",
+    "deployment": "#fce7f3",
+    "focus": "#86efac",
+}
 FONT = 'font-family="system-ui, sans-serif"'
 BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 190, 44, 70, 18, 12
 
@@ -51,6 +58,8 @@ def render(graph: dict, focus: str) -> SafeString:
         sub = {"dataset": "data", "code": "code", "run": "training run"}.get(
             node["kind"], node.get("stage", "")
         )
+        if node["kind"] == "deployment":
+            sub = f"deployment · {node.get('status', '')}"
         label = node["label"] if len(node["label"]) <= 26 else node["label"][:25] + "…"
         parts.append(
             f'<g><rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="{fill}" '

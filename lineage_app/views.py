@@ -84,6 +84,7 @@ def commits(request: HttpRequest) -> HttpResponse:
 @login_required
 def advisories(request: HttpRequest) -> HttpResponse:
     """Imported vulnerability advisories and the model versions each affects (production first)."""
+    from deployments_app.selectors import deployments_of_versions
     from lineage_app.models import Advisory
     from lineage_app.services import affected_version_ids
 
@@ -91,9 +92,21 @@ def advisories(request: HttpRequest) -> HttpResponse:
     visible = catalog.model_version_list(user=request.user)
     for advisory in Advisory.objects.prefetch_related("packages")[:200]:
         affected = affected_version_ids(advisory=advisory)
-        versions = sorted(
-            visible.filter(pk__in=affected).select_related("model"),
-            key=lambda v: (v.stage != Stage.PRODUCTION, v.model.name, -v.version),
+        versions = list(visible.filter(pk__in=affected).select_related("model"))
+        deployed = deployments_of_versions(user=request.user, version_ids=[v.pk for v in versions])
+        # Production and live-deployed versions first: those are the ones serving users now.
+        live = {v.pk: any(d["live"] for d in deployed.get(v.pk, [])) for v in versions}
+        versions.sort(
+            key=lambda v: (
+                v.stage != Stage.PRODUCTION and not live[v.pk],
+                v.model.name,
+                -v.version,
+            )
         )
-        rows.append({"advisory": advisory, "versions": [(v, affected[v.pk]) for v in versions]})
+        rows.append(
+            {
+                "advisory": advisory,
+                "versions": [(v, affected[v.pk], deployed.get(v.pk, []), live[v.pk]) for v in versions],
+            }
+        )
     return render(request, "lineage_app/advisories.html", {"rows": rows})

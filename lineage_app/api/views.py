@@ -11,6 +11,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from deployments_app.selectors import deployments_of_versions
 from lineage_app import selectors, services
 from lineage_app.api.serializers import (
     AmendmentInputSerializer,
@@ -200,9 +201,13 @@ class AdvisoryAffectedView(GenericAPIView):
     def get(self, request: Request, osv_id: str) -> Response:
         advisory = get_object_or_404(Advisory, osv_id=osv_id)
         affected = services.affected_version_ids(advisory=advisory)
-        versions = (
-            catalog.model_version_list(user=request.user).filter(pk__in=affected).prefetch_related("aliases")
+        versions = list(
+            catalog.model_version_list(user=request.user)
+            .filter(pk__in=affected)
+            .prefetch_related("aliases")
+            .order_by("model__name", "-version")
         )
+        deployments = deployments_of_versions(user=request.user, version_ids=[v.pk for v in versions])
         return Response(
             {
                 "id": advisory.osv_id,
@@ -214,8 +219,9 @@ class AdvisoryAffectedView(GenericAPIView):
                         "stage": v.stage,
                         "packages": affected[v.pk],
                         "aliases": sorted(a.alias for a in v.aliases.all()),
+                        "deployments": deployments.get(v.pk, []),
                     }
-                    for v in versions.order_by("model__name", "-version")
+                    for v in versions
                 ],
             }
         )

@@ -63,6 +63,10 @@ class Deployment(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Predictions the live instance had served at reconcile's last look (its /metrics counter),
+    # and the generation that counter belongs to: a new instance counts from zero again.
+    predictions_seen = models.PositiveBigIntegerField(default=0)
+    predictions_generation = models.PositiveIntegerField(default=0)
 
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -747,6 +747,62 @@ def deployment_halt(*, deployment_id: int) -> None:
             done.delete()
 
 
+PREDICT_ENDPOINTS = frozenset({"infer", "invocations"})  # the runtime's prediction endpoints
+_REQUESTS_LINE = re.compile(r"^modelyard_runtime_requests_total\{(?P<labels>[^}]*)\} (?P<n>[0-9.e+]+)$", re.M)
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def predictions_served(metrics_text: str) -> int:
+    """Successful predictions counted in a runtime's Prometheus text (both protocols)."""
+    total = 0
+    for line in _REQUESTS_LINE.finditer(metrics_text):
+        labels = dict(_LABEL.findall(line["labels"]))
+        if labels.get("endpoint") in PREDICT_ENDPOINTS and labels.get("code", "").startswith("2"):
+            total += int(float(line["n"]))
+    return total
+
+
+def deployment_usage_collect(*, deployment: Deployment) -> int:
+    """Add what the live instance predicted since the last look to the model's usage counter.
+
+    Read from the runtime's own ``/metrics`` (so direct and proxied predictions both count, and
+    the proxy's hot path writes nothing). Compare-and-set on the last seen count: two reconcile
+    passes never add the same predictions twice. Predictions an instance served after the last
+    look and before it was replaced are not counted (the counter is approximate by that much).
+    """
+    import urllib3
+
+    from models_app.services import usage_record
+
+    if not deployment.endpoint_url:
+        return 0
+    try:
+        response = urllib3.request(
+            "GET",
+            deployment.endpoint_url + "/metrics",
+            retries=False,
+            timeout=urllib3.Timeout(connect=1, read=2),
+        )
+    except urllib3.exceptions.HTTPError as exc:
+        logger.info("no metrics from deployment %s: %s", deployment.pk, type(exc).__name__)
+        return 0
+    if response.status != 200:
+        return 0
+    served = predictions_served(response.data.decode("utf-8", "replace"))
+    same_instance = deployment.predictions_generation == deployment.generation
+    new = served - deployment.predictions_seen if same_instance else served
+    if new < 0:  # the counter restarted (the process was restarted in place)
+        new = served
+    claimed = Deployment.objects.filter(
+        pk=deployment.pk,
+        predictions_seen=deployment.predictions_seen,
+        predictions_generation=deployment.predictions_generation,
+    ).update(predictions_seen=served, predictions_generation=deployment.generation)
+    if claimed and new > 0:
+        usage_record(model=deployment.model_id, kind="prediction", count=new)
+    return new if claimed else 0
+
+
 def deployments_reconcile() -> dict[str, int]:
     """Compare desired and observed state of every deployment, and act (Celery beat).
 
@@ -789,6 +845,7 @@ def deployments_reconcile() -> dict[str, int]:
             continue
         if alive:
             Deployment.objects.filter(pk=d.pk, status=S.RUNNING).update(heartbeat_at=now)
+            deployment_usage_collect(deployment=d)
             continue
         if d.restarts < settings.MODELYARD_DEPLOY_MAX_RESTARTS:
             restarted = _set_status(

@@ -232,3 +232,45 @@ def test_reconcile_resumes_expired_leases_and_stuck_stops(deployer, internal_mod
     claimed = services._claim(d.pk, 1)
     assert claimed.status == "building" and claimed.attempts == 1 and claimed.lease_until > timezone.now()
     assert services._claim(d.pk, 1) is None
+
+
+def test_predictions_served_by_the_instance_are_added_to_the_models_usage_once(
+    deployer, internal_model, skops_version, external_runtime
+):
+    """The counter is read from a real runtime's /metrics; reconcile calls this for live instances."""
+    import json as jsonlib
+
+    import urllib3
+
+    from models_app.models import ModelUsage
+
+    with mock.patch("deployments_app.tasks.deployment_launch_task.delay"):
+        d = request(deployer, internal_model)
+    Deployment.objects.filter(pk=d.pk).update(status="running", endpoint_url=external_runtime)
+
+    def predict(times: int) -> None:
+        for _ in range(times):
+            body = jsonlib.dumps({"inputs": [[0.5, 1.0]]}).encode()
+            r = urllib3.request("POST", external_runtime + "/invocations", body=body,
+                                headers={"Content-Type": "application/json"})  # fmt: skip
+            assert r.status == 200
+        urllib3.request("POST", external_runtime + "/invocations", body=b"{}")  # a 400: not counted
+
+    def used() -> int:
+        return sum(
+            ModelUsage.objects.filter(model=internal_model, kind="prediction").values_list("count", flat=True)
+        )
+
+    start = services.predictions_served(urllib3.request("GET", external_runtime + "/metrics").data.decode())
+    predict(3)
+    d.refresh_from_db()
+    # The module-scoped runtime may have served other tests first: the first look counts those too.
+    assert services.deployment_usage_collect(deployment=d) == start + 3
+    assert used() == start + 3
+    d.refresh_from_db()
+    assert services.deployment_usage_collect(deployment=d) == 0  # nothing new: nothing added
+    predict(2)
+    stale = Deployment.objects.get(pk=d.pk)  # two reconcile passes holding the same snapshot
+    assert services.deployment_usage_collect(deployment=d) == 2
+    assert services.deployment_usage_collect(deployment=stale) == 0  # the compare-and-set refuses it
+    assert used() == start + 5

@@ -239,6 +239,13 @@ def test_local_deployment_end_to_end(worker, api, deployer, owner, internal_mode
     assert "is gone; restarting" in " ".join(d.events.values_list("message", flat=True))
     r = post_json(f"{live_server.url}/api/v1/deployments/{pk}/predict", MLFLOW_BODY, token)
     assert r.status == 200
+    # Reconcile also reads the instance's prediction counter into the model's usage ("most used").
+    from models_app.models import ModelUsage
+
+    deadline = time.monotonic() + 30
+    while not ModelUsage.objects.filter(model=internal_model, kind="prediction").exists():
+        assert time.monotonic() < deadline, "reconcile never counted the predictions"
+        time.sleep(0.5)
 
     # Stop, then delete.
     client = api(deployer)

@@ -126,3 +126,8 @@ def approver(team) -> User:
 def approver2(other_team) -> User:
     """An approver from another team: approves on every model they can see."""
     return make_user("approver2", team=other_team, role=TeamRole.APPROVER)
+
+
+@pytest.fixture
+def deployer(team) -> User:
+    return make_user("deployer", team=team, role=TeamRole.DEPLOYER)

@@ -104,7 +104,9 @@ def services_governance_ping(owner, hook) -> WebhookDelivery:
 def _describe(case, response, exc) -> str:
     body = response.content[:300] if response.content else b""
     message = getattr(exc, "message", str(exc))[:600]
-    return f"{response.status_code} {getattr(exc, 'title', type(exc).__name__)}: {message}\n  sent: {case.method} {case.formatted_path} query={case.query} body={str(case.body)[:200]}\n  got: {body!r}"
+    title = getattr(exc, "title", type(exc).__name__)
+    sent = f"{case.method} {case.formatted_path} query={case.query} body={str(case.body)[:200]}"
+    return f"{response.status_code} {title}: {message}\n  sent: {sent}\n  got: {body!r}"
 
 
 def _operations(schema):

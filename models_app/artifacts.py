@@ -434,11 +434,16 @@ class S3Store:
         kwargs = {"Bucket": self.bucket, "Key": self._key(blob_key(sha256))}
         if start or end is not None:
             kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+        # GET now, not at the first chunk: an S3 outage is an error answer, not a cut-off stream.
         body = self.client.get_object(**kwargs)["Body"]
-        try:
-            yield from body.iter_chunks(CHUNK)
-        finally:
-            body.close()
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from body.iter_chunks(CHUNK)
+            finally:
+                body.close()
+
+        return chunks()
 
     def delete(self, sha256: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(blob_key(sha256)))

@@ -715,7 +715,8 @@ def model_version_finalize(*, actor, version: ModelVersion) -> ModelVersion:
     )
     from models_app.tasks import version_ready_task
 
-    transaction.on_commit(partial(version_ready_task.delay, version_id=version.pk))
+    # A broker outage must not turn a committed finalize into an error: logged, not raised.
+    transaction.on_commit(partial(version_ready_task.delay, version_id=version.pk), robust=True)
     return version
 
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import DatabaseError, DataError, IntegrityError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
@@ -95,6 +95,19 @@ def _django_validation_fields(exc: DjangoValidationError) -> dict[str, list[str]
     return {"non_field_errors": exc.messages}
 
 
+def _is_storage_outage(exc: Exception) -> bool:
+    """S3 answering 5xx or unreachable (botocore/boto3 errors), or the artifact disk failing."""
+    try:
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return isinstance(exc, OSError)
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500
+        return status >= 500
+    return isinstance(exc, BotoCoreError | Boto3Error | OSError)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF exception handler giving every error the Modelyard envelope."""
     if isinstance(exc, DjangoValidationError):
@@ -106,6 +119,29 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, Conflict):
         fields = {exc.field: [exc.message]} if exc.field else None
         return Response(error_body(409, exc.message, code=exc.code, fields=fields), status=409)
+    elif isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError):
+        # The connection dropped or the server is restarting: the transaction was rolled back.
+        logger.error("database unavailable: %s", exc)
+        return Response(
+            error_body(
+                503,
+                "The database is unavailable; nothing was changed. Retry the request.",
+                code="unavailable",
+            ),
+            status=503,
+            headers={"Retry-After": "5"},
+        )
+    elif _is_storage_outage(exc):
+        logger.error("artifact storage unavailable: %s: %s", type(exc).__name__, exc)
+        return Response(
+            error_body(
+                503,
+                "The artifact store is unavailable; nothing was kept. Retry the request.",
+                code="unavailable",
+            ),
+            status=503,
+            headers={"Retry-After": "5"},
+        )
     elif isinstance(exc, IntegrityError):
         # A uniqueness race lost against a concurrent writer; services catch the expected ones.
         logger.warning("integrity error answered as 409: %s", exc)

@@ -8,21 +8,6 @@ import pytest
 from django.test import override_settings
 
 from models_app import artifacts
-from tests.conftest import need_service
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    """A real S3 API on 127.0.0.1 (moto in server mode), for the whole test session."""
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        need_service(False, "moto[server] (pip install -e '.[dev]')")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def s3_settings(endpoint: str, bucket: str) -> dict:

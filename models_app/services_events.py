@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets as pysecrets
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -86,7 +85,7 @@ def event_emit(*, type: str, model: RegisteredModel | None, payload: dict) -> Ev
     )
     from models_app.tasks import webhook_deliveries_dispatch_task
 
-    transaction.on_commit(partial(webhook_deliveries_dispatch_task.delay), robust=True)
+    transaction.on_commit(webhook_deliveries_dispatch_task.delay, robust=True)
     return event
 
 
@@ -172,7 +171,7 @@ def webhook_ping(*, actor, hook: Webhook) -> WebhookDelivery:
     delivery = WebhookDelivery.objects.create(webhook=hook, event=event, next_attempt_at=timezone.now())
     from models_app.tasks import webhook_deliveries_dispatch_task
 
-    transaction.on_commit(partial(webhook_deliveries_dispatch_task.delay), robust=True)
+    transaction.on_commit(webhook_deliveries_dispatch_task.delay, robust=True)
     return delivery
 
 
@@ -195,7 +194,7 @@ def delivery_redeliver(*, actor, delivery: WebhookDelivery) -> WebhookDelivery:
     )
     from models_app.tasks import webhook_deliveries_dispatch_task
 
-    transaction.on_commit(partial(webhook_deliveries_dispatch_task.delay), robust=True)
+    transaction.on_commit(webhook_deliveries_dispatch_task.delay, robust=True)
     delivery.refresh_from_db()
     return delivery
 

@@ -12,17 +12,26 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 from django.test import override_settings
 
 from models_app import artifacts, services
 from models_app.models import AuditEvent, Blob, ModelVersion, VersionFile
+from tests.conftest import need_service
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -266,3 +275,250 @@ def test_a_client_that_vanishes_mid_part_leaves_no_part(
     assert session.state == "open"
     assert not VersionFile.objects.exists() and not Blob.objects.exists()
     assert _spool_empty(store)
+
+
+# --- The broker restarts, the worker dies: a private redis-server and real workers --------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port (never the shared one on 6379)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = _free_port()
+        self.folder = folder
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/9"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            cwd=self.folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    need_service(shutil.which("redis-server") is not None, "redis-server (apt-get install redis-server)")
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    yield redis
+    redis.kill()
+
+
+@contextlib.contextmanager
+def celery_publishing_to(url: str):
+    """Point this process's Celery app (the on-commit nudges) at ``url`` for the block."""
+    from registry_project.celery import app
+
+    saved = (app.conf.broker_url, app.conf.broker_transport_options)
+    app.conf.broker_url, app.conf.broker_transport_options = url, {}
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        yield app
+    finally:
+        with contextlib.suppress(Exception):
+            app.pool.force_close_all()
+        app.conf.broker_url, app.conf.broker_transport_options = saved
+        app._pool = None
+        app.amqp._producer_pool = None
+
+
+def _worker_env(broker_url: str, **extra: str) -> dict:
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "registry_project.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
+        + db["NAME"],
+        "CELERY_BROKER_URL": broker_url,
+        "MODELYARD_VAR_DIR": str(django_settings.VAR_DIR),
+        "ARTIFACT_STORAGE_PATH": str(django_settings.ARTIFACT_STORAGE_PATH),
+        "SECRET_KEY": django_settings.SECRET_KEY,
+        "MODELYARD_WEBHOOK_ALLOW_PRIVATE": "1",
+        "MODELYARD_WEBHOOK_TIMEOUT_SECONDS": "5",
+        "S3_BUCKET": "",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def celery_worker(env: dict, log: Path):
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("celery")),
+                "-A",
+                "registry_project",
+                "worker",
+                "--pool=prefork",
+                "--concurrency=1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def _wait_for(predicate, timeout: float, what: str, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+class Receiver(ThreadingHTTPServer):
+    """A webhook receiver on 127.0.0.1 recording the delivery ids it got."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.deliveries.append(self.headers.get("X-Modelyard-Delivery", ""))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+def test_events_pending_while_redis_restarts_are_delivered_once(
+    transactional_db, postgres, private_redis, owner, team, api, settings, tmp_path
+):
+    from models_app import services_events
+    from models_app.choices import DeliveryState
+    from models_app.models import WebhookDelivery
+
+    settings.MODELYARD_WEBHOOK_ALLOW_PRIVATE = True
+    receiver = Receiver()
+    services.registered_model_create(actor=owner, name="outbox", team=team)
+    services_events.webhook_create(actor=owner, name="r", url=receiver.url, events=["*"])
+    log = tmp_path / "worker.log"
+    with celery_publishing_to(private_redis.url) as app, celery_worker(_worker_env(private_redis.url), log):
+        _wait_for(lambda: b"ready." in log.read_bytes(), 90, "the worker to start", log)
+        private_redis.kill()  # the broker goes away; the worker keeps trying to reconnect
+        response = api(owner).patch("/api/v1/models/outbox/", {"description": "while down"}, format="json")
+        assert response.status_code == 200, response.content  # committed; the nudge only logged
+        delivery = WebhookDelivery.objects.get(event__type="model.updated")
+        assert delivery.state == DeliveryState.PENDING and receiver.deliveries == []
+        private_redis.start()  # same port, empty: the nudge that was lost is not in it
+        from models_app.tasks import webhook_deliveries_dispatch_task
+
+        for _ in range(3):  # the periodic dispatcher's ticks (beat, every 30 s), and a duplicate
+            webhook_deliveries_dispatch_task.apply_async(connection=app.connection_for_write())
+        _wait_for(lambda: receiver.deliveries, 120, "the delivery after the restart", log)
+        time.sleep(3)  # give a duplicate every chance to arrive
+    receiver.shutdown()
+    assert receiver.deliveries.count(str(delivery.delivery_id)) == 1, receiver.deliveries
+    delivery.refresh_from_db()
+    assert delivery.state == DeliveryState.DELIVERED and delivery.attempts == 1
+
+
+def test_a_worker_killed_mid_task_has_the_task_redelivered_and_completed(
+    transactional_db, postgres, private_redis, owner, team, tmp_path
+):
+    """SIGKILL of the pool process running ``version_ready_task``: acks_late and
+    reject_on_worker_lost put the message back, a fresh process runs it to the end once."""
+    from models_app.models import Check
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    model = services.registered_model_create(actor=owner, name="killme", team=team)
+    version = services.model_version_create(actor=owner, model=model)
+    services.version_file_upload(actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"w"), size=1)
+    log = tmp_path / "worker.log"
+    env = _worker_env(
+        private_redis.url,
+        DJANGO_SETTINGS_MODULE="tests.registry_project.fault_settings",
+        FAULT_MARKER_DIR=str(markers),
+    )
+    with celery_publishing_to(private_redis.url), celery_worker(env, log):
+        _wait_for(lambda: b"ready." in log.read_bytes(), 90, "the worker to start", log)
+        services.model_version_finalize(actor=owner, version=version)  # enqueues on commit
+        first = _wait_for(lambda: list(markers.iterdir()), 60, "the task to start", log)
+        child = int(first[0].read_text())
+        os.kill(child, signal.SIGKILL)
+        _wait_for(lambda: len(list(markers.iterdir())) >= 2, 90, "the redelivered task", log)
+        _wait_for(
+            lambda: (
+                {"loadable", "security_scan"}
+                <= set(Check.objects.filter(version=version).values_list("name", flat=True))
+            ),
+            120,
+            "the built-in checks of the redelivered task",
+            log,
+        )
+        text = log.read_text(errors="replace")
+    runs = sorted(markers.iterdir())
+    assert len(runs) == 2, runs  # killed once, completed once: not run a third time
+    assert int(runs[1].read_text()) != child
+    assert "WorkerLostError" in text or "SIGKILL" in text
+    names = list(Check.objects.filter(version=version, builtin=True).values_list("name", flat=True))
+    assert sorted(names) == sorted(set(names))  # each check once

@@ -50,7 +50,10 @@ class LimitedJSONParser(JSONParser):
         limit = settings.MODELYARD_MAX_JSON_BYTES
         if length and length.isdigit() and int(length) > limit:
             raise exceptions.ParseError(f"The JSON body is larger than {limit} bytes.")
-        return super().parse(stream, media_type, parser_context)
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:  # [[[[...]]]] nested deeper than the parser can follow
+            raise exceptions.ParseError("The JSON body is nested too deeply.") from exc
 
 
 class Pagination(PageNumberPagination):
@@ -119,7 +122,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, Conflict):
         fields = {exc.field: [exc.message]} if exc.field else None
         return Response(error_body(409, exc.message, code=exc.code, fields=fields), status=409)
-    elif isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError):
+    elif isinstance(exc, DataError):
+        # A value the database cannot hold (a time zone offset beyond ±15:59 on PostgreSQL, an
+        # integer past 64 bits): bad input, named by the database's own first line.
+        detail = str(exc).splitlines()[0] if str(exc) else "a value is out of range"
+        return Response(error_body(400, f"A value cannot be stored or compared: {detail}"), status=400)
+    elif isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError):
         # The connection dropped or the server is restarting: the transaction was rolled back.
         logger.error("database unavailable: %s", exc)
         return Response(

@@ -17,6 +17,7 @@ run to a couple of minutes on 2 cores; ``FUZZ_EXAMPLES=200`` gives a deeper run 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections import Counter
@@ -112,6 +113,31 @@ def _describe(case, response, exc) -> str:
     return f"{response.status_code} {title}: {message}\n  sent: {sent}\n  got: {body!r}"
 
 
+def _restore_staging() -> None:
+    """Files are not rolled back with the savepoint: put back the seeded session's staging
+    folder when an example aborted it (DELETE /uploads/{id}), as the database now says it is open."""
+    from models_app import artifacts
+    from models_app.models import UploadSession
+
+    session = UploadSession.objects.filter(pk=UPLOAD_ID).first()
+    store = artifacts.get_store()
+    if session is None:
+        return
+    try:
+        parts = store.parts_list(session.staging_key, session.backend_upload_id)
+    except OSError:
+        parts = []
+    if not parts:
+        store.parts_begin(session.staging_key)
+        services.upload_session_part_write(
+            actor=session.version.created_by,
+            session=session,
+            part_number=1,
+            stream=io.BytesIO(b"data"),
+            size=4,
+        )
+
+
 def _operations(schema):
     only = os.environ.get("FUZZ_ONLY", "")  # e.g. FUZZ_ONLY=archive, to replay one operation
     for result in schema.get_all_operations():
@@ -186,6 +212,7 @@ def _fuzz(schema, headers_by_persona: dict[str, dict], pinned: dict[str, dict], 
                         label = case.operation.label
                         failures.extend((label, persona, _describe(case, response, exc)) for exc in failed)
                         transaction.set_rollback(True)
+                    _restore_staging()
 
             try:
                 run()

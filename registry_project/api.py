@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, DataError, IntegrityError
@@ -51,9 +51,29 @@ class LimitedJSONParser(JSONParser):
         if length and length.isdigit() and int(length) > limit:
             raise exceptions.ParseError(f"The JSON body is larger than {limit} bytes.")
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError as exc:  # [[[[...]]]] nested deeper than the parser can follow
             raise exceptions.ParseError("The JSON body is nested too deeply.") from exc
+        if _depth_exceeds(data, MAX_JSON_DEPTH):
+            # Parsed, but deeper than json.dumps can write back to a JSONField: refuse it here.
+            raise exceptions.ParseError(f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels.")
+        return data
+
+
+MAX_JSON_DEPTH = 64
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """True when ``data`` nests lists/dicts more than ``limit`` levels (iterative, no recursion)."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 class Pagination(PageNumberPagination):
@@ -113,6 +133,10 @@ def _is_storage_outage(exc: Exception) -> bool:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF exception handler giving every error the Modelyard envelope."""
+    if isinstance(exc, RequestDataTooBig):
+        # DRF reads request.body before our parser sees the length: Django refuses it unread.
+        limit = min(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0, settings.MODELYARD_MAX_JSON_BYTES)
+        return Response(error_body(413, f"The request body is larger than {limit} bytes."), status=413)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_validation_fields(exc))
     elif isinstance(exc, DjangoPermissionDenied):

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, DataError, IntegrityError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
@@ -151,7 +151,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         # integer past 64 bits): bad input, named by the database's own first line.
         detail = str(exc).splitlines()[0] if str(exc) else "a value is out of range"
         return Response(error_body(400, f"A value cannot be stored or compared: {detail}"), status=400)
-    elif isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError):
+    elif isinstance(exc, OperationalError | InterfaceError):
         # The connection dropped or the server is restarting: the transaction was rolled back.
         logger.error("database unavailable: %s", exc)
         return Response(

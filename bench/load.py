@@ -47,8 +47,13 @@ def _pg_database(url: str) -> None:
 def seed(stack: Stack) -> None:
     session = requests.Session()
     session.headers.update(stack.headers)
+    r = session.post(f"{stack.url}/api/v1/teams/", json={"name": "load"})
+    if r.status_code not in (201, 409):
+        r.raise_for_status()
     for name in MODELS:
-        r = session.post(f"{stack.url}/api/v1/models/", json={"name": name, "description": f"model {name}"})
+        r = session.post(
+            f"{stack.url}/api/v1/models/", json={"name": name, "team": "load", "description": f"model {name}"}
+        )
         if r.status_code == 409:
             continue
         r.raise_for_status()

@@ -119,7 +119,16 @@ def seed_catalog(*, team, other_team, owner, viewer, outsider, approver, admin_u
 
 
 @pytest.fixture
-def catalog(team, other_team, owner, viewer, outsider, approver, admin_user, settings) -> Catalog:
+def catalog(team, other_team, owner, viewer, outsider, approver, admin_user, settings, tmp_path) -> Catalog:
+    """The seeded catalog on a fresh artifact folder (whatever store earlier tests configured)."""
+    storages = dict(settings.STORAGES)
+    storages["artifacts"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / "artifacts")},
+    }
+    settings.STORAGES, settings.S3_BUCKET = storages, ""
+    settings.ARTIFACT_STORAGE_PATH = tmp_path / "artifacts"
+    artifacts.get_store.cache_clear()
     settings.MODELYARD_WEBHOOK_ALLOW_PRIVATE = True  # the seeded hooks point at a closed local port
     seeded = seed_catalog(
         team=team,

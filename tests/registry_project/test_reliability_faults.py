@@ -346,17 +346,34 @@ def celery_publishing_to(url: str):
     from registry_project.celery import app
 
     saved = (app.conf.broker_url, app.conf.broker_transport_options)
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = url  # Celery reads this variable before its own settings
     app.conf.broker_url, app.conf.broker_transport_options = url, {}
     app._pool = None
     app.amqp._producer_pool = None
     try:
         yield app
     finally:
-        with contextlib.suppress(Exception):
-            app.pool.force_close_all()
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
         app.conf.broker_url, app.conf.broker_transport_options = saved
         app._pool = None
         app.amqp._producer_pool = None
+
+
+def _send(broker_url: str, task: str, **kwargs) -> None:
+    """Publish ``task`` to ``broker_url`` with an app of its own (the shared app is left alone)."""
+    from celery import Celery
+
+    publisher = Celery("fault-publisher", broker=broker_url, set_as_current=False)
+    try:
+        # An explicit connection: Celery prefers $CELERY_BROKER_URL over the app's broker.
+        with publisher.connection_for_write(broker_url) as connection:
+            publisher.send_task(task, kwargs=kwargs, connection=connection)
+    finally:
+        publisher.close()
 
 
 def _worker_env(broker_url: str, **extra: str) -> dict:
@@ -461,7 +478,7 @@ def test_events_pending_while_redis_restarts_are_delivered_once(
     services.registered_model_create(actor=owner, name="outbox", team=team)
     services_events.webhook_create(actor=owner, name="r", url=receiver.url, events=["*"])
     log = tmp_path / "worker.log"
-    with celery_publishing_to(private_redis.url) as app, celery_worker(_worker_env(private_redis.url), log):
+    with celery_publishing_to(private_redis.url), celery_worker(_worker_env(private_redis.url), log):
         _wait_for(lambda: b"ready." in log.read_bytes(), 90, "the worker to start", log)
         private_redis.kill()  # the broker goes away; the worker keeps trying to reconnect
         response = api(owner).patch("/api/v1/models/outbox/", {"description": "while down"}, format="json")
@@ -469,10 +486,8 @@ def test_events_pending_while_redis_restarts_are_delivered_once(
         delivery = WebhookDelivery.objects.get(event__type="model.updated")
         assert delivery.state == DeliveryState.PENDING and receiver.deliveries == []
         private_redis.start()  # same port, empty: the nudge that was lost is not in it
-        from models_app.tasks import webhook_deliveries_dispatch_task
-
         for _ in range(3):  # the periodic dispatcher's ticks (beat, every 30 s), and a duplicate
-            webhook_deliveries_dispatch_task.apply_async(connection=app.connection_for_write())
+            _send(private_redis.url, "models_app.tasks.webhook_deliveries_dispatch_task")
         _wait_for(lambda: receiver.deliveries, 120, "the delivery after the restart", log)
         time.sleep(3)  # give a duplicate every chance to arrive
     receiver.shutdown()
@@ -499,9 +514,11 @@ def test_a_worker_killed_mid_task_has_the_task_redelivered_and_completed(
         DJANGO_SETTINGS_MODULE="tests.registry_project.fault_settings",
         FAULT_MARKER_DIR=str(markers),
     )
-    with celery_publishing_to(private_redis.url), celery_worker(env, log):
+    with celery_worker(env, log):
         _wait_for(lambda: b"ready." in log.read_bytes(), 90, "the worker to start", log)
-        services.model_version_finalize(actor=owner, version=version)  # enqueues on commit
+        services.model_version_finalize(actor=owner, version=version)
+        # What finalize enqueues after commit, sent to this test's own broker.
+        _send(private_redis.url, "models_app.tasks.version_ready_task", version_id=version.pk)
         first = _wait_for(lambda: list(markers.iterdir()), 60, "the task to start", log)
         child = int(first[0].read_text())
         os.kill(child, signal.SIGKILL)

@@ -197,7 +197,9 @@ def _fuzz(schema, headers_by_persona: dict[str, dict], pinned: dict[str, dict], 
                 for persona, headers in headers_by_persona.items():
                     with _rolled_back():
                         try:
-                            response = case.call(app=app, headers=headers)
+                            response = case.call(
+                                app=app, headers=headers, buffered=True
+                            )  # streams read, closed
                         except Exception:  # the app raised instead of answering: a 500 in production
                             import traceback
 

@@ -183,8 +183,8 @@ def main() -> None:
             },
             workers=args.workers,
         )
-        stack.start(worker=True)
         try:
+            stack.start(worker=True)  # inside the try: a failed start still stops what it started
             seed(stack)
             time.sleep(2)
             before = {"web": stack.rss("web"), "worker": stack.rss("worker")}

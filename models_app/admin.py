@@ -27,7 +27,11 @@ from models_app.models import (
     Webhook,
     WebhookDelivery,
 )
+from models_app.signin import ThrottledAdminAuthenticationForm
 from registry_project.errors import Conflict
+
+# The admin login counts failures like the UI's (models_app.signin).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 def _save_tags_through_services(request, formset, *, set_tag, delete_tag) -> None:

@@ -42,8 +42,9 @@ def validate_file_path(path: str) -> str:
     """Return ``path`` if it is a safe relative POSIX path inside a version, else raise.
 
     Refused: empty, absolute, ``..`` or ``.`` segments, empty segments, backslashes, NUL and
-    other control characters, more than 1,024 characters, and paths that Unicode NFC would
-    change (two spellings of one name must not become two files).
+    other control characters, invisible/bidi format characters and surrogates, more than 1,024
+    characters, and paths that Unicode NFC would change (two spellings of one name must not
+    become two files).
     """
     if not isinstance(path, str) or not path:
         raise ValidationError({"path": "A file path is required."})
@@ -55,6 +56,12 @@ def validate_file_path(path: str) -> str:
         raise ValidationError({"path": "A file path cannot contain control characters or NUL."})
     if path.startswith("/"):
         raise ValidationError({"path": "A file path must be relative (no leading '/')."})
+    if any(unicodedata.category(ch) in ("Cf", "Cs", "Co") for ch in path):
+        # Bidi overrides (U+202E), zero-width characters, BOMs, surrogates, private use: a name
+        # that displays as something else than it is (Trojan Source).
+        raise ValidationError(
+            {"path": "A file path cannot contain invisible or bidirectional-control characters."}
+        )
     if unicodedata.normalize("NFC", path) != path:
         raise ValidationError({"path": "A file path must be in Unicode NFC form."})
     segments = path.split("/")
@@ -434,11 +441,16 @@ class S3Store:
         kwargs = {"Bucket": self.bucket, "Key": self._key(blob_key(sha256))}
         if start or end is not None:
             kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+        # GET now, not at the first chunk: an S3 outage is an error answer, not a cut-off stream.
         body = self.client.get_object(**kwargs)["Body"]
-        try:
-            yield from body.iter_chunks(CHUNK)
-        finally:
-            body.close()
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from body.iter_chunks(CHUNK)
+            finally:
+                body.close()
+
+        return chunks()
 
     def delete(self, sha256: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(blob_key(sha256)))

@@ -152,6 +152,12 @@ class ScanResult:
         return sorted(g for g in self.globals if not is_safe(g))
 
 
+# Bounds against archives and pickles built to exhaust the scanner (memory, time).
+MAX_STACK = 1_000_000
+BOMB_RATIO = 200  # zip members expanding more than this...
+BOMB_MIN_BYTES = 64 * 1024**2  # ...to more than this are refused unread
+
+
 def is_safe(symbol: str) -> bool:
     """True when unpickling may import ``symbol``: allowlisted, and not a known gadget in it.
 
@@ -427,6 +433,9 @@ def _scan_one(stream: BinaryIO, found: set[str]) -> None:
     sim = _Simulator(found)
     for opcode, arg, _pos in pickletools.genops(stream):
         built = sim.step(opcode, arg)
+        if len(sim.stack) > MAX_STACK or len(sim.memo) > MAX_STACK:
+            # Real models keep a shallow stack; millions of entries is a bomb aimed at the scanner.
+            raise ValueError(f"more than {MAX_STACK:,} values on the stack or memo (refused)")
         if opcode.name == "STOP":
             return
         if isinstance(built, _Obj) and built.cls == _JOBLIB_WRAPPER:
@@ -522,6 +531,17 @@ def scan_stream(path: str, stream: BinaryIO, *, force: bool = False) -> list[Sca
             with zipfile.ZipFile(stream) as archive:
                 for member in archive.infolist():
                     if member.is_dir():
+                        continue
+                    ratio = member.file_size / max(member.compress_size, 1)
+                    if member.file_size > BOMB_MIN_BYTES and ratio > BOMB_RATIO:
+                        results.append(
+                            ScanResult(
+                                path=f"{path}!{member.filename}",
+                                is_pickle=True,
+                                error=f"expands {ratio:,.0f}x to {member.file_size:,} bytes: "
+                                "refused as a zip bomb",
+                            )
+                        )
                         continue
                     with archive.open(member) as inner:
                         inner_head = inner.read(2)

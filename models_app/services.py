@@ -8,7 +8,6 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -800,7 +799,9 @@ def model_version_finalize(*, actor, version: ModelVersion) -> ModelVersion:
     )
     from models_app.tasks import version_ready_task
 
-    transaction.on_commit(partial(version_ready_task.delay, version_id=version.pk))
+    # A broker outage must not turn a committed finalize into an error: logged, not raised.
+    version_id = version.pk
+    transaction.on_commit(lambda: version_ready_task.delay(version_id=version_id), robust=True)
     return version
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets as pysecrets
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -76,6 +75,9 @@ def _can_see(user, model: RegisteredModel | None) -> bool:
 def event_emit(*, type: str, model: RegisteredModel | None, payload: dict) -> Event | None:
     """Write an event and its deliveries in the current transaction; dispatch after commit.
 
+    The outbox rows are the truth: when the broker is down the nudge after commit is only logged
+    (``robust=True``) and the periodic dispatcher sends the deliveries once it is back.
+
     Each webhook gets only events of models its owner may read, so a private model's events never
     reach another team. Nothing is written when no webhook wants the event.
     """
@@ -95,7 +97,7 @@ def event_emit(*, type: str, model: RegisteredModel | None, payload: dict) -> Ev
     )
     from models_app.tasks import webhook_deliveries_dispatch_task
 
-    transaction.on_commit(partial(webhook_deliveries_dispatch_task.delay))
+    transaction.on_commit(webhook_deliveries_dispatch_task.delay, robust=True)
     return event
 
 
@@ -181,7 +183,7 @@ def webhook_ping(*, actor, hook: Webhook) -> WebhookDelivery:
     delivery = WebhookDelivery.objects.create(webhook=hook, event=event, next_attempt_at=timezone.now())
     from models_app.tasks import webhook_deliveries_dispatch_task
 
-    transaction.on_commit(partial(webhook_deliveries_dispatch_task.delay))
+    transaction.on_commit(webhook_deliveries_dispatch_task.delay, robust=True)
     return delivery
 
 
@@ -204,7 +206,7 @@ def delivery_redeliver(*, actor, delivery: WebhookDelivery) -> WebhookDelivery:
     )
     from models_app.tasks import webhook_deliveries_dispatch_task
 
-    transaction.on_commit(partial(webhook_deliveries_dispatch_task.delay))
+    transaction.on_commit(webhook_deliveries_dispatch_task.delay, robust=True)
     delivery.refresh_from_db()
     return delivery
 

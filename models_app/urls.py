@@ -4,10 +4,11 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
 from models_app import views
+from models_app.signin import SignInView
 
 urlpatterns = [
     path("", views.catalog, name="catalog"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", SignInView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("models/<str:name>/", views.registeredmodel_detail, name="registeredmodel_detail"),
     path("models/<str:name>/versions/<int:version>/", views.modelversion_detail, name="modelversion_detail"),

@@ -11,10 +11,10 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
@@ -50,7 +50,30 @@ class LimitedJSONParser(JSONParser):
         limit = settings.MODELYARD_MAX_JSON_BYTES
         if length and length.isdigit() and int(length) > limit:
             raise exceptions.ParseError(f"The JSON body is larger than {limit} bytes.")
-        return super().parse(stream, media_type, parser_context)
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:  # [[[[...]]]] nested deeper than the parser can follow
+            raise exceptions.ParseError("The JSON body is nested too deeply.") from exc
+        if _depth_exceeds(data, MAX_JSON_DEPTH):
+            # Parsed, but deeper than json.dumps can write back to a JSONField: refuse it here.
+            raise exceptions.ParseError(f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels.")
+        return data
+
+
+MAX_JSON_DEPTH = 64
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """True when ``data`` nests lists/dicts more than ``limit`` levels (iterative, no recursion)."""
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 class Pagination(PageNumberPagination):
@@ -95,8 +118,25 @@ def _django_validation_fields(exc: DjangoValidationError) -> dict[str, list[str]
     return {"non_field_errors": exc.messages}
 
 
+def _is_storage_outage(exc: Exception) -> bool:
+    """S3 answering 5xx or unreachable (botocore/boto3 errors), or the artifact disk failing."""
+    try:
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return isinstance(exc, OSError)
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500
+        return status >= 500
+    return isinstance(exc, BotoCoreError | Boto3Error | OSError)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF exception handler giving every error the Modelyard envelope."""
+    if isinstance(exc, RequestDataTooBig):
+        # DRF reads request.body before our parser sees the length: Django refuses it unread.
+        limit = min(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0, settings.MODELYARD_MAX_JSON_BYTES)
+        return Response(error_body(413, f"The request body is larger than {limit} bytes."), status=413)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_validation_fields(exc))
     elif isinstance(exc, DjangoPermissionDenied):
@@ -106,6 +146,34 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, Conflict):
         fields = {exc.field: [exc.message]} if exc.field else None
         return Response(error_body(409, exc.message, code=exc.code, fields=fields), status=409)
+    elif isinstance(exc, DataError):
+        # A value the database cannot hold (a time zone offset beyond ±15:59 on PostgreSQL, an
+        # integer past 64 bits): bad input, named by the database's own first line.
+        detail = str(exc).splitlines()[0] if str(exc) else "a value is out of range"
+        return Response(error_body(400, f"A value cannot be stored or compared: {detail}"), status=400)
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # The connection dropped or the server is restarting: the transaction was rolled back.
+        logger.error("database unavailable: %s", exc)
+        return Response(
+            error_body(
+                503,
+                "The database is unavailable; nothing was changed. Retry the request.",
+                code="unavailable",
+            ),
+            status=503,
+            headers={"Retry-After": "5"},
+        )
+    elif _is_storage_outage(exc):
+        logger.error("artifact storage unavailable: %s: %s", type(exc).__name__, exc)
+        return Response(
+            error_body(
+                503,
+                "The artifact store is unavailable; nothing was kept. Retry the request.",
+                code="unavailable",
+            ),
+            status=503,
+            headers={"Retry-After": "5"},
+        )
     elif isinstance(exc, IntegrityError):
         # A uniqueness race lost against a concurrent writer; services catch the expected ones.
         logger.warning("integrity error answered as 409: %s", exc)

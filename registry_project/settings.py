@@ -107,6 +107,15 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Brute-force protection of password sign-in (models_app.signin): failures per username + address.
+MODELYARD_LOGIN_FAILURE_LIMIT = env_int("MODELYARD_LOGIN_FAILURE_LIMIT", 5)
+MODELYARD_LOGIN_LOCKOUT_SECONDS = env_int("MODELYARD_LOGIN_LOCKOUT_SECONDS", 15 * 60)
+# The cache holds those counters: per process by default, shared by all workers with CACHE_URL.
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+elif CACHE_URL:
+    raise ConfigError(f"CACHE_URL={CACHE_URL!r}: use a redis:// URL (or leave it unset)")
 LOGIN_REDIRECT_URL = "catalog"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -210,7 +219,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "registry_project.api.Pagination",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["registry_project.api.LimitedJSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "registry_project.schema.AutoSchema",
     "EXCEPTION_HANDLER": "registry_project.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "ORDERING_PARAM": "ordering",

@@ -128,6 +128,11 @@ def approver2(other_team) -> User:
     return make_user("approver2", team=other_team, role=TeamRole.APPROVER)
 
 
+@pytest.fixture
+def deployer(team) -> User:
+    return make_user("deployer", team=team, role=TeamRole.DEPLOYER)
+
+
 # --- S3 (moto server), shared by the storage and client tests -----------------------------
 
 

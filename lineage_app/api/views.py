@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
@@ -158,8 +158,21 @@ class AdvisoryListView(GenericAPIView):
     queryset = Advisory.objects.none()
     serializer_class = OSVRecordSerializer
     method_permissions = {"GET": None, "POST": "models_app.add_check"}
+    pagination_class = None  # the newest 500, as a plain list
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        responses=inline_serializer(
+            "AdvisorySummary",
+            {
+                "id": serializers.CharField(),
+                "summary": serializers.CharField(),
+                "aliases": serializers.ListField(child=serializers.CharField()),
+                "packages": serializers.ListField(child=serializers.CharField()),
+                "modified": serializers.DateTimeField(allow_null=True),
+            },
+            many=True,
+        )
+    )
     def get(self, request: Request) -> Response:
         items = Advisory.objects.prefetch_related("packages")[:500]
         return Response(

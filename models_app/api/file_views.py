@@ -156,6 +156,7 @@ class VersionFileListView(VersionLookupMixin, GenericAPIView):
     queryset = VersionFile.objects.none()  # for the schema; reads go through get_version()
     serializer_class = VersionFileSerializer
     method_permissions = _FILE_METHODS
+    pagination_class = None  # the whole tree, as a plain list
 
     @extend_schema(responses=VersionFileSerializer(many=True))
     def get(self, request: Request, **kwargs) -> Response:

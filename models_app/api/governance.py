@@ -28,7 +28,9 @@ from registry_project.api import StrictSerializer
 
 
 class CheckSerializer(serializers.ModelSerializer):
-    reported_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # Built-in checks have no reporter: null.
+    reported_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    details_url = serializers.CharField(read_only=True, help_text="A URL, or empty.")
 
     class Meta:
         model = Check
@@ -56,8 +58,8 @@ class CheckReportInputSerializer(StrictSerializer):
 class PromotionSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="version.model.name", read_only=True)
     version = serializers.IntegerField(source="version.version", read_only=True)
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     approvals = serializers.SerializerMethodField()
 
     class Meta:
@@ -189,6 +191,8 @@ class VersionCheckView(VersionLookupMixin, GenericAPIView):
     queryset = Check.objects.none()  # for the schema; reads go through get_version()
     method_permissions = {"GET": "models_app.view_modelversion", "POST": "models_app.add_check"}
 
+    pagination_class = None  # a version has a handful of checks: a plain list
+
     @extend_schema(responses=CheckSerializer(many=True))
     def get(self, request: Request, **kwargs) -> Response:
         return Response(
@@ -211,6 +215,8 @@ class VersionPromotionView(VersionLookupMixin, GenericAPIView):
     serializer_class = PromotionSerializer
     queryset = Promotion.objects.none()
     method_permissions = {"GET": "models_app.view_modelversion", "POST": "models_app.add_promotion"}
+
+    pagination_class = None  # a plain list
 
     @extend_schema(responses=PromotionSerializer(many=True))
     def get(self, request: Request, **kwargs) -> Response:

@@ -84,11 +84,6 @@ def ready_version(owner, model, files: dict[str, bytes], *, run_checks: bool = F
 
 
 @pytest.fixture
-def deployer(team):
-    return make_user("deployer", team=team, role=TeamRole.DEPLOYER)
-
-
-@pytest.fixture
 def outsider_deployer(other_team):
     """Deploys for another team: allowed to deploy in general, never on ``risk``'s models."""
     return make_user("outsider-deployer", team=other_team, role=TeamRole.DEPLOYER)

@@ -70,6 +70,14 @@ MLFLOW_ROUTES = [
         {"name": "newm2"},
         [401, OK, 403, OK, 403, 403, 403, 400, 400],
     ),
+    # Names are unique across the catalog (as in the native API, 409 there): creating a taken name
+    # says it is taken, even to the outsider: the one thing a private model's name reveals.
+    (
+        "POST",
+        API + "registered-models/create",
+        {"name": "fraud"},
+        [401, 400, 403, 400, 403, 400, 400, 400, 400],
+    ),
     ("GET", API + "registered-models/get?name=fraud", None, READ_PRIVATE),
     ("GET", API + "registered-models/get?name=churn", None, READ_ANY),
     ("POST", API + "registered-models/rename", {"name": "fraud", "new_name": "fraud2"}, WRITE_PRIVATE),

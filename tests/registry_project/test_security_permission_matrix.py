@@ -265,6 +265,9 @@ UI_ROUTES = [
     ("POST", "/deployments/{dep}/redeploy/", {}, [302, 404, 302, 302, 302, 302, 302]),
     ("POST", "/deployments/{dep}/delete/", {}, [302, 404, 302, 302, 302, 302, 302]),
     ("POST", "/deployments/{dep_churn}/stop/", {}, [302, 302, 302, 302, 302, 302, 302]),
+    # The inference proxy with a browser session: no scope to narrow it, the same team rule.
+    ("GET", "/serve/fraud-ext/ping", None, [401, 404, 503, 503, 503, 503, 503]),
+    ("GET", "/serve/churn-ext/ping", None, [401, 403, 503, 503, 503, 503, 503]),
     ("GET", "/healthz", None, [S] * 7),  # probes are open (no catalog data in them)
     ("GET", "/readyz", None, [S] * 7),
     ("GET", "/metrics", None, [S] * 7),  # open unless MODELYARD_METRICS_TOKEN is set

@@ -208,6 +208,7 @@ def registered_model_update(*, actor, model: RegisteredModel, **changes: Any) ->
 def registered_model_delete(*, actor, model: RegisteredModel) -> None:
     """Delete a model with its versions, tags and aliases. Stored blobs are left to ``gc_blobs``."""
     _require(actor, "models_app.delete_registeredmodel", model)
+    _refuse_while_deployed(model.deployments, what=f"Model '{model.name}'")
     audit_record(actor=actor, action="model.deleted", obj=model, before=_snapshot_model(model))
     _abort_uploads_after_commit(UploadSession.objects.filter(version__model=model))
     model.delete()
@@ -307,9 +308,19 @@ def model_version_update(*, actor, version: ModelVersion, **changes: Any) -> Mod
 def model_version_delete(*, actor, version: ModelVersion) -> None:
     """Delete a version; aliases pointing at it go with it. Its number is never given out again."""
     _require(actor, "models_app.delete_modelversion", version)
+    _refuse_while_deployed(version.deployments, what=f"Version {version.version} of '{version.model.name}'")
     audit_record(actor=actor, action="version.deleted", obj=version, before=_snapshot_version(version))
     _abort_uploads_after_commit(UploadSession.objects.filter(version=version))
     version.delete()
+
+
+def _refuse_while_deployed(deployments, *, what: str) -> None:
+    """A model or version that deployments serve (or remember) is not deleted under them: 409."""
+    names = sorted(deployments.values_list("name", flat=True)[:5])
+    if names:
+        raise Conflict(
+            f"{what} has deployments ({', '.join(names)}): delete them first.", code="has_deployments"
+        )
 
 
 def _abort_uploads_after_commit(sessions) -> None:

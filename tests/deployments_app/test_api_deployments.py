@@ -391,3 +391,13 @@ def test_tokens_can_be_created_with_the_predict_scope(api, client, viewer):
         "/api/v1/tokens/", {"name": "c", "scopes": ["predict"]}, format="json"
     )
     assert response.status_code == 403
+
+
+def test_a_deployed_model_or_version_is_not_deleted_under_its_deployment(api, owner, private_deployment):
+    """409 naming the deployment (never a 500 from the protected foreign key); nothing is deleted."""
+    client = api(owner)
+    for url in ("/api/v1/models/fraud/", "/api/v1/models/fraud/versions/1/"):
+        response = client.delete(url)
+        assert response.status_code == 409, response.content
+        assert response.json()["error"] == "has_deployments" and "fraud-api" in response.json()["message"]
+    assert client.get("/api/v1/models/fraud/versions/1/").status_code == 200

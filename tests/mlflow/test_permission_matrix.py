@@ -42,8 +42,9 @@ from tests.registry_project.test_security_permission_matrix import S as OK
 catalog = registry_conftest.catalog
 matrix_catalog = central.matrix_catalog
 
-P = PERSONAS  # anonymous, outsider, viewer, owner, owner_read, approver, deployer, admin, admin_write
-assert len(TOKEN_PERSONAS) == len(P) == 9
+P = PERSONAS  # anonymous, outsider, viewer, owner, owner_read, approver, deployer, admin, admin_write,
+# then the inference-only (predict) tokens of deployer, viewer and outsider
+assert len(TOKEN_PERSONAS) == len(P) == 12
 API = "/api/2.0/mlflow/"
 ART = "/api/2.0/mlflow-artifacts/"
 
@@ -55,7 +56,7 @@ WRITE_INTERNAL = [401, 403, 403, OK, 403, 403, 403, OK, OK]  # churn: outsiders 
 # Creating: any contributor (the outsider in its own team), never a read token or a non-contributor.
 CREATE = [401, OK, 403, OK, 403, 403, 403, OK, OK]
 CREATE_IN_RISK = [401, 403, 403, OK, 403, 403, 403, OK, OK]  # naming team risk (modelyard.team)
-OPEN = [OK] * 9
+OPEN = [OK] * 9  # (the predict tokens' cells are added below, for every row)
 
 _RISK = [{"key": "modelyard.team", "value": "risk"}]
 
@@ -83,7 +84,13 @@ MLFLOW_ROUTES = [
     ("POST", API + "registered-models/rename", {"name": "fraud", "new_name": "fraud2"}, WRITE_PRIVATE),
     ("PATCH", API + "registered-models/update", {"name": "fraud", "description": "d"}, WRITE_PRIVATE),
     ("PATCH", API + "registered-models/update", {"name": "churn", "description": "d"}, WRITE_INTERNAL),
-    ("DELETE", API + "registered-models/delete", {"name": "fraud"}, WRITE_PRIVATE),
+    # fraud has deployments (the central catalog's): allowed callers get the refusal, not a 500.
+    (
+        "DELETE",
+        API + "registered-models/delete",
+        {"name": "fraud"},
+        [401, 404, 403, 400, 403, 403, 403, 400, 400],
+    ),
     ("GET", API + "registered-models/search", None, READ_ANY),
     ("POST", API + "registered-models/get-latest-versions", {"name": "fraud"}, READ_PRIVATE),
     ("POST", API + "registered-models/set-tag", {"name": "fraud", "key": "k", "value": "v"}, WRITE_PRIVATE),
@@ -183,6 +190,15 @@ MLFLOW_ROUTES = [
     ("GET", "/health", None, OPEN),
     ("GET", "/version", None, OPEN),
 ]
+
+
+def _with_predict_tokens(expected: list) -> list:
+    """The three predict-only tokens: refused (403) wherever a token is needed, open where all is."""
+    cell = OK if expected[0] == OK else 403
+    return [*expected, cell, cell, cell]
+
+
+MLFLOW_ROUTES = [(m, path, body, _with_predict_tokens(e)) for m, path, body, e in MLFLOW_ROUTES]
 
 # Stand-ins for the placeholders when only the route matters (the central coverage test).
 ROUTE_IDS = {"exp": "1", "run": "0" * 32, "lm": "m-" + "0" * 32, "run_root": "1/" + "0" * 32 + "/artifacts"}

@@ -14,15 +14,7 @@ from deployments_app import selectors, services
 from deployments_app.filtersets import DeploymentFilterSet
 from deployments_app.forms import RedeployForm
 from models_app.roles import PREDICT_DEPLOYMENT
-from registry_project.errors import Conflict
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, Conflict):
-        return exc.message
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc) or "Not allowed."
+from registry_project.errors import Conflict, error_text
 
 
 @login_required
@@ -83,7 +75,7 @@ def deployment_action(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
         else:  # pragma: no cover - the URL pattern lists the verbs
             raise PermissionDenied
     except (Conflict, ValidationError, PermissionDenied) as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     else:
         messages.success(request, f"{verb.capitalize()} of {deployment.name} requested.")
     return redirect("deployment_detail", pk=pk)

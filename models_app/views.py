@@ -31,7 +31,7 @@ from models_app.forms import (
 )
 from models_app.models import RegisteredModel
 from models_app.signature import signature_fields, version_signature
-from registry_project.errors import Conflict
+from registry_project.errors import Conflict, error_text
 
 PAGE_SIZE = 20
 SEARCH_RESULTS_MAX = 5000  # a search lists (and counts) at most this many best matches
@@ -289,7 +289,7 @@ def modelversion_detail(request: HttpRequest, name: str, version: int) -> HttpRe
                 actor=request.user, version=obj, **form.cleaned_data
             )
         except (Conflict, ValidationError, PermissionDenied) as exc:
-            form.add_error(None, _error_text(exc))
+            form.add_error(None, error_text(exc))
         else:
             verb = "applied" if promotion.state == PromotionState.APPLIED else "sent for approval"
             messages.success(
@@ -308,14 +308,6 @@ def modelversion_detail(request: HttpRequest, name: str, version: int) -> HttpRe
         )[:20],
     }
     return render(request, "models_app/modelversion_detail.html", context)
-
-
-def _error_text(exc: Exception) -> str:
-    if isinstance(exc, Conflict):
-        return exc.message
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc) or "Not allowed."
 
 
 @login_required
@@ -349,7 +341,7 @@ def promotion_decide(request: HttpRequest, pk: int, decision: str) -> HttpRespon
     try:
         service(actor=request.user, promotion=promotion, comment=comment)
     except (Conflict, ValidationError, PermissionDenied) as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     else:
         messages.success(request, f"Request #{promotion.pk} {decision}d.")
     return redirect("promotion_list")
@@ -417,7 +409,7 @@ def team_list(request: HttpRequest) -> HttpResponse:
                     messages.success(request, f"{team.name} updated.")
                     return redirect("team_list")
         except (Conflict, ValidationError, PermissionDenied, ObjectDoesNotExist) as exc:
-            messages.error(request, _error_text(exc))
+            messages.error(request, error_text(exc))
     return render(
         request,
         "models_app/team_list.html",
@@ -442,7 +434,7 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
             try:
                 hook, created_secret = services_events.webhook_create(actor=request.user, **form.cleaned_data)
             except (ValidationError, PermissionDenied) as exc:
-                form.add_error(None, _error_text(exc))
+                form.add_error(None, error_text(exc))
             else:
                 messages.success(request, f"Webhook '{hook.name}' created.")
                 form = WebhookCreateForm()
@@ -472,7 +464,7 @@ def webhook_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             services_events.webhook_ping(actor=request.user, hook=hook)
             messages.success(request, f"Ping queued for '{hook.name}'.")
     except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     return redirect("webhook_list")
 
 
@@ -484,7 +476,7 @@ def webhook_redeliver(request: HttpRequest, pk: int, delivery_id: str) -> HttpRe
     try:
         services_events.delivery_redeliver(actor=request.user, delivery=delivery)
     except (ValidationError, PermissionDenied) as exc:
-        messages.error(request, _error_text(exc))
+        messages.error(request, error_text(exc))
     else:
         messages.success(request, f"Delivery {delivery.delivery_id} queued again.")
     return redirect("webhook_list")

@@ -7,6 +7,8 @@ REST exception handler (registry_project.api) and the UI views translate them.
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+
 
 class Conflict(Exception):
     """The request clashes with the current state: a duplicate name, a lost race, a frozen version."""
@@ -16,3 +18,12 @@ class Conflict(Exception):
         self.message = message
         self.field = field
         self.code = code
+
+
+def error_text(exc: Exception) -> str:
+    """The sentence a page shows for a refused action (a service's Conflict, ValidationError, …)."""
+    if isinstance(exc, Conflict):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return str(exc) or "Not allowed."

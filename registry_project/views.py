@@ -6,7 +6,6 @@ from django.views.defaults import server_error as html_server_error
 
 from registry_project.api import json_error
 
-
 # Paths whose callers are programs: the native and MLflow APIs, and the inference proxy.
 JSON_PREFIXES = ("/api/", "/ajax-api/", "/serve/")
 

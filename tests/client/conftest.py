@@ -113,9 +113,10 @@ def s3_client(endpoint: str):
 @pytest.fixture
 def folder_store(settings, tmp_path):
     """Artifacts in a fresh folder (the live server sees the same settings: it runs in-process)."""
-    with override_settings(**_folder_overrides(settings, tmp_path / "artifacts")):
-        artifacts.get_store.cache_clear()
-        yield artifacts.get_store()
+    for name, value in _folder_overrides(settings, tmp_path / "artifacts").items():
+        setattr(settings, name, value)  # via pytest-django's settings: undone in order, no leak
+    artifacts.get_store.cache_clear()
+    yield artifacts.get_store()
     artifacts.get_store.cache_clear()
 
 
@@ -129,9 +130,10 @@ def any_store(request, settings, tmp_path):
         bucket = f"client-{uuid.uuid4().hex[:12]}"
         s3_client(endpoint).create_bucket(Bucket=bucket)
         overrides = s3_settings(endpoint, bucket)
-    with override_settings(**overrides):
-        artifacts.get_store.cache_clear()
-        yield artifacts.get_store()
+    for name, value in overrides.items():
+        setattr(settings, name, value)  # via pytest-django's settings: undone in order, no leak
+    artifacts.get_store.cache_clear()
+    yield artifacts.get_store()
     artifacts.get_store.cache_clear()
 
 

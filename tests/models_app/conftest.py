@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.test import override_settings
 
 from models_app import artifacts
 from tests.conftest import s3_settings
@@ -35,7 +34,10 @@ def store(request, settings, tmp_path):
             aws_secret_access_key="testing",
         ).create_bucket(Bucket=bucket)
         overrides = s3_settings(endpoint, bucket)
-    with override_settings(**overrides):
-        artifacts.get_store.cache_clear()
-        yield artifacts.get_store()
+    # Through pytest-django's ``settings`` (not a nested override_settings): a test that changes
+    # settings too is then undone in the right order, and no tmp store leaks into later tests.
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    artifacts.get_store.cache_clear()
+    yield artifacts.get_store()
     artifacts.get_store.cache_clear()

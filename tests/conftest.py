@@ -12,6 +12,7 @@ Tests that need a real service (PostgreSQL, Redis, S3, podman, Chromium) call
 from __future__ import annotations
 
 import os
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -170,3 +171,17 @@ def s3_settings(endpoint: str, bucket: str) -> dict:
         },
     }
     return {"STORAGES": storages, "S3_BUCKET": bucket}
+
+
+@pytest.fixture
+def no_deployment_worker():
+    """Deployments are requested, but their launch/halt tasks are not enqueued (nothing runs).
+
+    For tests about records, permissions and pages; the worker tests in tests/deployments_app
+    launch for real.
+    """
+    with (
+        mock.patch("deployments_app.tasks.deployment_launch_task.delay"),
+        mock.patch("deployments_app.tasks.deployment_halt_task.delay"),
+    ):
+        yield

@@ -18,14 +18,7 @@ MLFLOW_BODY = {"dataframe_split": {"columns": ["a", "b"], "data": [[0.5, 1.0]]}}
 V2_BODY = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP64", "data": [0.5, 1.0]}]}
 
 
-@pytest.fixture(autouse=True)
-def _no_worker():
-    """Nothing is enqueued for real here (the worker tests do that)."""
-    with (
-        mock.patch("deployments_app.tasks.deployment_launch_task.delay"),
-        mock.patch("deployments_app.tasks.deployment_halt_task.delay"),
-    ):
-        yield
+pytestmark = pytest.mark.usefixtures("no_deployment_worker")  # nothing is launched here
 
 
 @pytest.fixture

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import pytest
 from django.test import Client
 
 from deployments_app import services
 from deployments_app.models import Deployment
 
-
-@pytest.fixture(autouse=True)
-def _no_worker():
-    with (
-        mock.patch("deployments_app.tasks.deployment_launch_task.delay"),
-        mock.patch("deployments_app.tasks.deployment_halt_task.delay"),
-    ):
-        yield
+pytestmark = pytest.mark.usefixtures("no_deployment_worker")  # nothing is launched here
 
 
 @pytest.fixture

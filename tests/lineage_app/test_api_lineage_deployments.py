@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import pytest
 from django.test import Client
 
@@ -13,15 +11,7 @@ from models_app.choices import TeamRole
 from tests.conftest import make_user
 from tests.lineage_app.test_api_lineage import TF_VULN, lineage_doc, make_version
 
-
-@pytest.fixture(autouse=True)
-def _no_worker():
-    """Nothing is launched: these tests read the deployment rows, not live instances."""
-    with (
-        mock.patch("deployments_app.tasks.deployment_launch_task.delay"),
-        mock.patch("deployments_app.tasks.deployment_halt_task.delay"),
-    ):
-        yield
+pytestmark = pytest.mark.usefixtures("no_deployment_worker")  # nothing is launched here
 
 
 def scanned(version):

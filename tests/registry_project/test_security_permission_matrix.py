@@ -285,17 +285,13 @@ NEW_ADVISORY = {
 
 
 @pytest.fixture
-def matrix_catalog(catalog, settings, monkeypatch):
+def matrix_catalog(catalog, settings, no_deployment_worker):
     """The seeded catalog plus a pending production promotion of ``churn`` v1, a delivery and
     three deployments on the ``external`` target (nothing is launched: an external tool would
     run them; the task queue is stubbed anyway so no test here can start a runtime)."""
     from deployments_app import services as deployments
-    from deployments_app import tasks
     from models_app import services_events, services_governance
     from models_app.models import ModelVersion
-
-    monkeypatch.setattr(tasks.deployment_launch_task, "delay", lambda **kw: None)
-    monkeypatch.setattr(tasks.deployment_halt_task, "delay", lambda **kw: None)
 
     settings.MODELYARD_WEBHOOK_ALLOW_PRIVATE = True  # webhook creation is about roles here
     owner = catalog.users["owner"]

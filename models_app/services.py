@@ -591,7 +591,8 @@ def access_token_authenticate(raw: str) -> AccessToken | None:
     """Return the active token matching ``raw``, marking it used at most once a minute."""
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return None
-    token = AccessToken.objects.select_related("user").filter(digest=AccessToken.digest_of(raw)).first()
+    found = AccessToken.objects.select_related("user").filter(digest=AccessToken.digest_of(raw))
+    token = next(iter(found[:1]), None)  # digest is unique; .first() would add an ORDER BY
     if token is None or not token.is_active or not token.user.is_active:
         return None
     now = timezone.now()

@@ -17,7 +17,6 @@ from deployments_app.choices import DeploymentStatus, Target
 from deployments_app.filtersets import DeploymentFilterSet
 from deployments_app.models import Deployment, DeploymentEvent, DeploymentLogLine
 from models_app import selectors as catalog_selectors
-from models_app.auth_backends import team_roles
 from models_app.choices import TokenScope, Visibility
 from models_app.models import RegisteredModel
 from models_app.roles import PREDICT_DEPLOYMENT, ROLE_PERMISSIONS
@@ -274,18 +273,17 @@ class _ProxyView(APIView):
     def _deployment(self, request: Request, **lookup) -> Deployment:
         """The deployment to call: 404 unless visible, 403 without ``predict_deployment`` on it.
 
-        The same rules as ``deployment_list`` and ``has_perm``, answered from one small query and
-        the caller's cached team roles (the proxy's hot path); only a refusal asks ``has_perm``
-        itself, so permissions granted to a user directly still count.
+        The same rules as ``deployment_list`` and ``has_perm``, answered from one query that also
+        reads the caller's role in the model's team (the proxy's hot path); only a refusal asks
+        ``has_perm`` itself, so permissions granted to a user directly still count.
         """
         user = request.user
         found = selectors.deployment_route(user=user, **lookup)
         if found is None:
             raise NotFound("No deployment of that name or id.")
-        deployment, team_id, visibility = found
+        deployment, _team_id, visibility, role = found
         if user.is_superuser:
             return deployment
-        role = team_roles(user).get(team_id)
         if role is None and visibility != Visibility.INTERNAL:
             raise NotFound("No deployment of that name or id.")
         if role is not None and PREDICT_DEPLOYMENT in ROLE_PERMISSIONS[role]:

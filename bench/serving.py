@@ -400,6 +400,8 @@ def registry_phase(args, workdir: Path, row_body: bytes) -> list[dict]:
         env["DOCKER_HOST"] = args.docker_host
     if args.base_image:
         env["MODELYARD_DEPLOY_BASE_IMAGE"] = args.base_image
+    if args.ca_bundle:
+        env["MODELYARD_BUILD_CA_BUNDLE"] = args.ca_bundle  # pip inside the image build trusts it
     var.mkdir()
     stack = Stack(var, env)
     results = []
@@ -471,6 +473,12 @@ def main() -> None:
         "--docker-host", default=os.environ.get("DOCKER_HOST", ""), help="for the docker target"
     )
     parser.add_argument("--base-image", help="MODELYARD_DEPLOY_BASE_IMAGE for the docker target")
+    parser.add_argument(
+        "--ca-bundle",
+        default=os.environ.get("MODELYARD_BUILD_CA_BUNDLE")
+        or next((p for p in ("/etc/ssl/certs/ca-certificates.crt",) if os.path.exists(p)), ""),
+        help="CA bundle for pip inside docker builds (MODELYARD_BUILD_CA_BUNDLE)",
+    )
     parser.add_argument("--deploy-timeout", type=float, default=900.0)
     parser.add_argument("--json", help="write all results to this file")
     args = parser.parse_args()

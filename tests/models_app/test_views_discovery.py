@@ -87,6 +87,19 @@ def test_postgresql_path_uses_full_text_and_trigrams(postgres, viewer, catalog):
     assert names(search._fuzzy_postgresql(visible, "cancel subscripton")) == ["customer-churn"]
 
 
+def test_postgresql_typo_search_sees_only_visible_close_names(postgres, viewer, outsider, catalog):
+    # The close names and tags are gathered without visibility (one index each), then narrowed
+    # to what the caller may see: another team's private model is no match, not even a hint.
+    assert names(search._fuzzy_postgresql(selectors.registered_model_list(user=viewer), "fraud detectr")) == [
+        "fraud-detector"
+    ]
+    assert (
+        names(search._fuzzy_postgresql(selectors.registered_model_list(user=outsider), "fraud detectr")) == []
+    )
+    assert found(outsider, q="fraud detectr") == []
+    assert found(outsider, q="secret pricng") == ["secret-pricing"]
+
+
 def test_search_indexes_exist_on_postgresql(postgres):
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'registeredmodel_%'")
@@ -163,9 +176,9 @@ def test_catalog_page_query_count_does_not_grow_with_models(
         services.registered_model_create(actor=owner, name=f"extra-{i}", team=team, tags={"task": "ranking"})
     client = signed_in(viewer)
     client.get("/")  # warm the session
-    with django_assert_max_num_queries(14):
+    with django_assert_max_num_queries(15):  # constant: the facets name their teams in one query
         assert client.get("/").status_code == 200
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(17):
         assert client.get("/?q=custmer+churn&task=classification").status_code == 200
 
 

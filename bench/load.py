@@ -34,14 +34,18 @@ from _stack import Stack
 MODELS = [f"load-{i:02d}" for i in range(20)]
 
 
-def _pg_database(url: str) -> None:
-    """Create the (scratch) database named in ``url`` if it does not exist."""
+def _fresh_services(database_url: str, broker_url: str) -> None:
+    """Empty the scratch database and broker: each run's artifacts live in its own temporary
+    folder, so rows left by an earlier run would point at bytes that are gone."""
     import psycopg
+    import redis
 
-    base, name = url.rsplit("/", 1)
+    base, name = database_url.rsplit("/", 1)
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    redis.Redis.from_url(broker_url).flushdb()
 
 
 def seed(stack: Stack) -> None:
@@ -104,12 +108,40 @@ def operation(rng: random.Random) -> tuple[str, str, str, dict]:
     )
 
 
-def run_step(stack: Stack, rate: float, seconds: float, *, max_requests: int) -> dict:
-    """Send ``rate`` requests a second (open loop) for ``seconds``; latencies and errors."""
+def run_step(
+    stack: Stack, rate: float, seconds: float, *, max_requests: int, sample_seconds: float = 0
+) -> dict:
+    """Send ``rate`` requests a second (open loop) for ``seconds``; latencies and errors.
+
+    With ``sample_seconds``, every that many seconds print one line: requests so far, the p99 of
+    that interval, errors so far and the resident memory of web and worker (a soak's time series:
+    a plateau is warm-up, a steady climb is a leak).
+    """
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     local = threading.local()
+    done = threading.Event()
+
+    def sample() -> None:
+        seen = 0
+        begin = time.perf_counter()
+        print("| t (s) | requests | p99 of interval ms | errors | web MiB | worker MiB |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        while not done.wait(sample_seconds):
+            with lock:
+                window = sorted(latencies[seen:])
+                seen = len(latencies)
+                failed = len(errors)
+            p99 = window[min(len(window) - 1, int(0.99 * len(window)))] * 1000 if window else 0.0
+            print(
+                f"| {time.perf_counter() - begin:.0f} | {seen} | {p99:.0f} | {failed} | "
+                f"{stack.rss('web') / 2**20:.0f} | {stack.rss('worker') / 2**20:.0f} |",
+                flush=True,
+            )
+
+    if sample_seconds:
+        threading.Thread(target=sample, daemon=True).start()
 
     def one(seed: int) -> None:
         if not hasattr(local, "session"):
@@ -140,6 +172,7 @@ def run_step(stack: Stack, rate: float, seconds: float, *, max_requests: int) ->
             if delay > 0:
                 time.sleep(delay)
             pool.submit(one, i * 7919 + int(rate))
+    done.set()
     ordered = sorted(latencies)
 
     def pct(p: float) -> float:
@@ -162,14 +195,19 @@ def main() -> None:
     parser.add_argument("--rates", default="10,20,40,60,80", help="requests/second, comma-separated")
     parser.add_argument("--step-seconds", type=float, default=60)
     parser.add_argument("--max-requests", type=int, default=100_000, help="per step, a safety bound")
+    parser.add_argument("--sample-seconds", type=float, default=0, help="print a time series (soak)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (4 threads each)")
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/modelyard_load")
+    parser.add_argument(
+        "--database-url",
+        default="postgres://postgres@127.0.0.1:5432/modelyard_load",
+        help="a scratch database: dropped and created again at the start",
+    )
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/9")
     args = parser.parse_args()
     for url in (args.database_url, args.broker_url):
         if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
             raise SystemExit(f"refusing a non-local service: {url}")
-    _pg_database(args.database_url)
+    _fresh_services(args.database_url, args.broker_url)
     with tempfile.TemporaryDirectory(prefix="modelyard-load-") as scratch:
         stack = Stack(
             Path(scratch),
@@ -195,7 +233,13 @@ def main() -> None:
             print("|---:|---:|---:|---:|---:|---:|")
             held = 0.0
             for rate in [float(r) for r in args.rates.split(",")]:
-                result = run_step(stack, rate, args.step_seconds, max_requests=args.max_requests)
+                result = run_step(
+                    stack,
+                    rate,
+                    args.step_seconds,
+                    max_requests=args.max_requests,
+                    sample_seconds=args.sample_seconds,
+                )
                 print(
                     f"| {rate:g} | {result['requests']} | {result['errors']} | {result['p50']:.0f} | "
                     f"{result['p95']:.0f} | {result['p99']:.0f} |",

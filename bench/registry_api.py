@@ -65,9 +65,9 @@ def seed_modelyard(dsn: str, models: int, versions: int, team_id: int, user_id: 
         conn.execute("TRUNCATE models_app_registeredmodel CASCADE")
         conn.execute(
             """INSERT INTO models_app_registeredmodel
-               (name, description, team_id, visibility, created_by_id, created_at, updated_at,
+               (name, description, card, team_id, visibility, created_by_id, created_at, updated_at,
                 last_version_number)
-               SELECT 'bench-' || lpad(i::text, 5, '0'), '', %s, 'internal', %s, now(),
+               SELECT 'bench-' || lpad(i::text, 5, '0'), '', '', %s, 'internal', %s, now(),
                       now() - make_interval(secs => i), %s
                FROM generate_series(0, %s - 1) i""",
             (team_id, user_id, versions, models),

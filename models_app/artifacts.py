@@ -28,6 +28,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import storages
 
 from models_app.models.artifacts import blob_key
+from registry_project.errors import BlobMissing
 
 CHUNK = 1024 * 1024
 READ_CHUNK = 2 * CHUNK  # larger reads from the socket: fewer calls per GiB
@@ -302,16 +303,26 @@ class FolderStore:
             os.close(dir_fd)
 
     def iter_bytes(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        with open(self._file(blob_key(sha256)), "rb") as fh:
-            fh.seek(start)
-            remaining = None if end is None else end - start + 1
-            while remaining is None or remaining > 0:
-                chunk = fh.read(CHUNK if remaining is None else min(CHUNK, remaining))
-                if not chunk:
-                    return
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+        # Opened now, not at the first chunk: a missing or unreadable file is an error answer
+        # (the caller has not sent a status line yet), not a 200 cut off after its headers.
+        try:
+            fh = open(self._file(blob_key(sha256)), "rb")  # noqa: SIM115 - closed by the generator
+        except FileNotFoundError as exc:
+            raise BlobMissing(sha256) from exc
+
+        def chunks() -> Iterator[bytes]:
+            with fh:
+                fh.seek(start)
+                remaining = None if end is None else end - start + 1
+                while remaining is None or remaining > 0:
+                    chunk = fh.read(CHUNK if remaining is None else min(CHUNK, remaining))
+                    if not chunk:
+                        return
+                    if remaining is not None:
+                        remaining -= len(chunk)
+                    yield chunk
+
+        return chunks()
 
     def delete(self, sha256: str) -> None:
         self._file(blob_key(sha256)).unlink(missing_ok=True)
@@ -442,7 +453,14 @@ class S3Store:
         if start or end is not None:
             kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
         # GET now, not at the first chunk: an S3 outage is an error answer, not a cut-off stream.
-        body = self.client.get_object(**kwargs)["Body"]
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(**kwargs)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise BlobMissing(sha256) from exc
+            raise
 
         def chunks() -> Iterator[bytes]:
             try:

@@ -22,7 +22,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from registry_project.errors import Conflict
+from registry_project.errors import BlobMissing, Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,18 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             ),
             status=503,
             headers={"Retry-After": "5"},
+        )
+    elif isinstance(exc, BlobMissing):
+        # Data loss outside Modelyard (a deleted bucket key or file): say so, do not invite retries.
+        logger.error("artifact store lost bytes: %s", exc)
+        return Response(
+            error_body(
+                503,
+                "The stored bytes of this file are missing from the artifact store; an operator "
+                "should restore them (manage.py verify_artifacts lists every damaged file).",
+                code="blob_missing",
+            ),
+            status=503,
         )
     elif _is_storage_outage(exc):
         logger.error("artifact storage unavailable: %s: %s", type(exc).__name__, exc)

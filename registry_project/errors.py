@@ -1,7 +1,8 @@
 """Domain exceptions raised by services and mapped to HTTP answers in one place.
 
 Services raise Django's ``ValidationError`` for bad input and domain rules (400),
-``PermissionDenied`` (403), ``ObjectDoesNotExist`` (404) and ``Conflict`` below (409). The
+``PermissionDenied`` (403), ``ObjectDoesNotExist`` (404) and ``Conflict`` below (409); stores
+raise ``BlobMissing`` (503) when bytes a row vouches for are gone. The
 REST exception handler (registry_project.api) and the UI views translate them.
 """
 
@@ -18,6 +19,14 @@ class Conflict(Exception):
         self.message = message
         self.field = field
         self.code = code
+
+
+class BlobMissing(FileNotFoundError):
+    """A blob row vouches for bytes the store no longer has (deleted or lost outside Modelyard)."""
+
+    def __init__(self, sha256: str) -> None:
+        super().__init__(f"blob {sha256} is missing from the artifact store")
+        self.sha256 = sha256
 
 
 def error_text(exc: Exception) -> str:

@@ -32,7 +32,7 @@ from models_app.mlflow import errors
 from models_app.mlflow.errors import MlflowError, invalid, missing
 from models_app.services import access_token_authenticate
 from registry_project import request_context
-from registry_project.errors import Conflict
+from registry_project.errors import BlobMissing, Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,13 @@ def translate(exc: Exception) -> MlflowError | None:
         return MlflowError(str(exc) or "Permission denied.", errors.PERMISSION_DENIED)
     if isinstance(exc, ObjectDoesNotExist):
         return MlflowError(str(exc) or "Not found.", errors.RESOURCE_DOES_NOT_EXIST)
+    if isinstance(exc, BlobMissing):
+        logger.error("artifact store lost bytes: %s", exc)
+        return MlflowError(
+            "The stored bytes of this artifact are missing from the artifact store; an operator "
+            "should restore them (manage.py verify_artifacts lists every damaged file).",
+            errors.TEMPORARILY_UNAVAILABLE,
+        )
     if isinstance(exc, Conflict):
         code = errors.RESOURCE_ALREADY_EXISTS if exc.field == "name" else errors.INVALID_PARAMETER_VALUE
         return MlflowError(exc.message, code)

@@ -297,3 +297,20 @@ def test_same_content_uploaded_concurrently_to_two_versions(owner, team, store):
     assert errors == []
     assert Blob.objects.count() == 1 and VersionFile.objects.count() == 2
     assert b"".join(store.iter_bytes(sha(data))) == data
+
+
+def test_bytes_lost_from_the_store_are_a_clear_503_not_a_cut_stream(api, owner, version, store):
+    """A file row whose bytes vanished from the store (a deleted file or bucket key): both
+    download doors answer an error before any byte, instead of a 200 cut off after its headers."""
+    from models_app import artifacts
+
+    client = api(owner)
+    assert put(client, "m.bin", b"weights").status_code == 201
+    artifacts.get_store().delete(sha(b"weights"))
+    status, _body, response = get_bytes(client, "m.bin")
+    assert status == 503 and not response.streaming
+    assert response.json()["error"] == "blob_missing" and "verify_artifacts" in response.json()["message"]
+    mlflow = client.get("/api/2.0/mlflow-artifacts/artifacts/_registry/churn/1/m.bin")
+    assert mlflow.status_code == 503 and not mlflow.streaming
+    assert mlflow.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
+    assert VersionFile.objects.filter(version=version, path="m.bin").exists()  # nothing else changed

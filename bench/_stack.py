@@ -92,6 +92,8 @@ class Stack:
                 "gthread",
                 "--timeout",
                 "600",
+                "--keep-alive",
+                "75",  # as runstack and the image: no idle-close race with kept-alive clients
                 "--log-level",
                 "warning",
             ],

@@ -10,7 +10,7 @@ case "$role" in
     exec gunicorn registry_project.wsgi:application \
       --bind "${MODELYARD_BIND:-0.0.0.0:8000}" --worker-class gthread \
       --workers "${WEB_CONCURRENCY:-2}" --threads "${WEB_THREADS:-4}" --timeout "${WEB_TIMEOUT:-300}" \
-      --access-logfile - "$@" ;;
+      --keep-alive "${WEB_KEEPALIVE:-75}" --access-logfile - "$@" ;;
   worker)
     exec celery -A registry_project worker --loglevel "${LOG_LEVEL:-INFO}" \
       --concurrency "${CELERY_CONCURRENCY:-2}" --queues "${CELERY_QUEUES:-celery,deployments}" "$@" ;;

@@ -41,6 +41,11 @@ class Command(BaseCommand):
                 "gthread",
                 "--timeout",
                 "300",
+                # gunicorn closes idle kept-alive connections after 2 s by default: a client that
+                # sends on one as it closes gets a connection error (seen under bench/load.py).
+                # Longer than the usual load balancer idle timeout (60 s), as their docs advise.
+                "--keep-alive",
+                os.environ.get("WEB_KEEPALIVE", "75"),
                 "--access-logfile",
                 "-",
             ],

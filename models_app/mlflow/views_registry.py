@@ -43,8 +43,16 @@ def _version(user, model: RegisteredModel, raw: str) -> ModelVersion:
 
 
 def _model_and_version(request, params: Params) -> tuple[RegisteredModel, ModelVersion]:
-    model = _model(request.user, params.str("name", required=True))
-    return model, _version(request.user, model, params.str("version", required=True))
+    """The visible version ``name``/``version`` and its model, found in one query (plus the
+    version's tags and aliases); only a miss asks which of the two does not exist."""
+    name = params.str("name", required=True)
+    number = version_number(params.str("version", required=True))
+    qs = encode.with_run_id(selectors.model_version_list(user=request.user))
+    version = qs.filter(model__name__iexact=name, version=number).first()
+    if version is None:
+        model = _model(request.user, name)  # raises "Registered Model ... not found"
+        raise not_found(f"Model Version (name={model.name}, version={number}) not found")
+    return version.model, version
 
 
 def _model_body(user, model: RegisteredModel, *, fresh: bool = True) -> dict:
@@ -213,13 +221,16 @@ def _check_alias_name(alias: str) -> None:
 
 @endpoint("POST", "DELETE", "GET")
 def registered_model_alias(request, params: Params):
-    model = _model(request.user, params.str("name", required=True))
+    name = params.str("name", required=True)
     alias = params.str("alias", required=True)
-    if request.method == "GET":
-        item = ModelAlias.objects.filter(model=model, alias=alias).select_related("version").first()
-        if item is None:
+    if request.method == "GET":  # the version in one query; a miss says what is missing
+        qs = encode.with_run_id(selectors.model_version_list(user=request.user))
+        version = qs.filter(model__name__iexact=name, aliases__alias=alias).first()
+        if version is None:
+            _model(request.user, name)
             raise invalid(f"Registered model alias {alias} not found.")
-        return _version_body(request.user, item.version)
+        return {"model_version": encode.model_version(version)}
+    model = _model(request.user, name)
     if request.method == "DELETE":
         try:
             services.model_alias_delete(actor=request.user, model=model, alias=alias)

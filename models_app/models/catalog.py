@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import F
-from django.db.models.functions import Left, Lower
+from django.db.models.functions import Left, Lower, Upper
 
 from models_app.choices import Stage, UsageKind, VersionStatus, Visibility
 from models_app.validators import (
@@ -48,7 +48,12 @@ class RegisteredModel(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(Lower("name"), name="registeredmodel_name_ci_unique")]
-        indexes = [models.Index(fields=["team", "visibility"])]
+        indexes = [
+            models.Index(fields=["team", "visibility"]),
+            # Lookups by name are case-insensitive (``name__iexact``), which PostgreSQL compiles
+            # to UPPER(name) = UPPER(%s): the unique LOWER(name) index cannot answer them.
+            models.Index(Upper("name"), name="registeredmodel_name_upper"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -12,6 +12,7 @@ the owner pushes with a read/write token and a deployer of the same team deploys
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -33,6 +34,33 @@ def deployer_env(registry, team):
         actor=deployer, user=deployer, name="cli", scopes=["read", "write", "predict"]
     )
     return registry.env(MODELYARD_TOKEN=raw)
+
+
+@pytest.fixture(autouse=True)
+def _deployments_settled(registry):
+    """After each test, wait until the worker is done with every deployment, then stop them.
+
+    Otherwise the worker (a deploy sent with ``--no-wait``) or its reconcile loop still writes
+    deployment rows while the test database is flushed, and the flush's TRUNCATE can deadlock
+    with it (seen in CI: the flush failed and the next test inherited the rows).
+    """
+    from django.contrib.auth.models import User
+
+    from deployments_app import services as deployments
+    from deployments_app.models import Deployment
+
+    yield
+    busy = ("queued", "building", "starting", "stopping")
+    deadline = time.monotonic() + 300
+    while Deployment.objects.filter(status__in=busy).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    admin = User.objects.filter(is_superuser=True).first() or User.objects.create_superuser("cleanup")
+    live = Deployment.objects.exclude(status__in=("stopped", "failed"))
+    for deployment in live:
+        deployments.deployment_stop(actor=admin, deployment=deployment)
+    deadline = time.monotonic() + 60
+    while live.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 @pytest.fixture(autouse=True)

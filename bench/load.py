@@ -195,6 +195,9 @@ def main() -> None:
     parser.add_argument("--rates", default="10,20,40,60,80", help="requests/second, comma-separated")
     parser.add_argument("--step-seconds", type=float, default=60)
     parser.add_argument("--max-requests", type=int, default=100_000, help="per step, a safety bound")
+    parser.add_argument(
+        "--warmup-seconds", type=float, default=0, help="load at the first rate, untimed, before 'RSS before'"
+    )
     parser.add_argument("--sample-seconds", type=float, default=0, help="print a time series (soak)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (4 threads each)")
     parser.add_argument(
@@ -225,6 +228,20 @@ def main() -> None:
             stack.start(worker=True)  # inside the try: a failed start still stops what it started
             seed(stack)
             time.sleep(2)
+            cold = {"web": stack.rss("web"), "worker": stack.rss("worker")}
+            print(
+                f"RSS before any load: web {cold['web'] / 2**20:.0f} MiB, "
+                f"worker {cold['worker'] / 2**20:.0f} MiB"
+            )
+            if args.warmup_seconds:
+                # Each server thread's first requests load modules, caches and connections: that
+                # growth is not a leak, so the leak check starts from a warmed-up server.
+                first = float(args.rates.split(",")[0])
+                warm = run_step(stack, first, args.warmup_seconds, max_requests=args.max_requests)
+                print(
+                    f"warm-up: {warm['requests']} requests at {first:g} req/s, "
+                    f"{warm['errors']} errors (not counted)"
+                )
             before = {"web": stack.rss("web"), "worker": stack.rss("worker")}
             print(
                 f"RSS before: web {before['web'] / 2**20:.0f} MiB, worker {before['worker'] / 2**20:.0f} MiB"

@@ -28,6 +28,11 @@ def team_roles(user) -> dict[int, str]:
     return cached
 
 
+def remember_team_roles(user, roles: dict[int, str]) -> None:
+    """Cache roles read together with the user (the token lookup joins them in)."""
+    setattr(user, _CACHE_ATTR, roles)
+
+
 def forget_team_roles(user) -> None:
     """Drop the cached roles after memberships change."""
     if hasattr(user, _CACHE_ATTR):

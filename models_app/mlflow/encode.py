@@ -1,14 +1,12 @@
-"""Catalog and tracking objects in MLflow's JSON (proto field names, string versions, READY)."""
+"""Tracking objects in MLflow's JSON (proto field names), and the stage and status names.
+
+Registered models and versions are encoded from rows by ``models_app.mlflow.reads``.
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
-
-from django.db.models import F, OuterRef, QuerySet, Subquery
-
 from models_app.choices import Stage, VersionStatus
-from models_app.models import ModelVersion, RegisteredModel
+from registry_project.rawsql import ms
 
 STAGE_TO_MLFLOW = {
     Stage.NONE: "None",
@@ -22,90 +20,10 @@ STATUS_TO_MLFLOW = {
     VersionStatus.PENDING: "PENDING_REGISTRATION",
     VersionStatus.FAILED: "FAILED_REGISTRATION",
 }
-_MODEL_ID = re.compile(r"^models:/(m-[0-9a-f]{32})/?$")
-
-
-def ms(value: datetime | None) -> int:
-    return int(value.timestamp() * 1000) if value else 0
 
 
 def key_values(mapping: dict, key: str = "key") -> list[dict]:
     return [{key: k, "value": v} for k, v in mapping.items()]
-
-
-def with_run_id(qs: QuerySet[ModelVersion]) -> QuerySet[ModelVersion]:
-    """Versions annotated with the id of the MLflow run that produced them (one LEFT JOIN)."""
-    return qs.annotate(mlflow_run_id=F("training_run__external_id"))
-
-
-def model_version(version: ModelVersion, model: RegisteredModel | None = None) -> dict:
-    model = model or version.model
-    data = {
-        "name": model.name,
-        "version": str(version.version),
-        "creation_timestamp": ms(version.created_at),
-        "last_updated_timestamp": ms(version.updated_at),
-        "current_stage": STAGE_TO_MLFLOW.get(version.stage, "None"),
-        "description": version.description,
-        "source": version.source,
-        "run_id": getattr(version, "mlflow_run_id", None) or "",
-        "status": STATUS_TO_MLFLOW.get(version.status, "READY"),
-        "run_link": "",
-    }
-    if version.created_by_id and version.created_by:
-        data["user_id"] = version.created_by.get_username()
-    if version.status_message:
-        data["status_message"] = version.status_message
-    tags = [{"key": t.key, "value": t.value} for t in version.tags.all()]
-    if tags:
-        data["tags"] = tags
-    aliases = sorted(a.alias for a in version.aliases.all())
-    if aliases:
-        data["aliases"] = aliases
-    if match := _MODEL_ID.match(version.source or ""):
-        data["model_id"] = match[1]
-    return data
-
-
-def latest_versions(models: list[RegisteredModel], stages: list[str] | None = None) -> dict[int, list]:
-    """Per model, the highest version in each stage (what MLflow calls ``latest_versions``)."""
-    if not models:
-        return {}
-    top = (
-        ModelVersion.objects.filter(model_id=OuterRef("model_id"), stage=OuterRef("stage"))
-        .order_by("-version")
-        .values("version")[:1]
-    )
-    qs = ModelVersion.objects.filter(model_id__in=[m.pk for m in models], version=Subquery(top))
-    if stages is not None:
-        qs = qs.filter(stage__in=stages)
-    qs = with_run_id(qs.select_related("created_by").prefetch_related("tags", "aliases"))
-    order = list(STAGE_TO_MLFLOW)
-    found: dict[int, list] = {}
-    for version in sorted(qs, key=lambda v: (order.index(v.stage), v.version)):
-        found.setdefault(version.model_id, []).append(version)
-    return found
-
-
-def registered_model(model: RegisteredModel, latest: list[ModelVersion] | None = None) -> dict:
-    data = {
-        "name": model.name,
-        "creation_timestamp": ms(model.created_at),
-        "last_updated_timestamp": ms(model.updated_at),
-    }
-    if model.description:
-        data["description"] = model.description
-    if model.created_by_id and model.created_by:
-        data["user_id"] = model.created_by.get_username()
-    if latest:
-        data["latest_versions"] = [model_version(v, model) for v in latest]
-    tags = [{"key": t.key, "value": t.value} for t in model.tags.all()]
-    if tags:
-        data["tags"] = tags
-    aliases = [{"alias": a.alias, "version": str(a.version.version)} for a in model.aliases.all()]
-    if aliases:
-        data["aliases"] = sorted(aliases, key=lambda a: a["alias"])
-    return data
 
 
 # --- Tracking -------------------------------------------------------------------------------

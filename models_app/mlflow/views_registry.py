@@ -14,7 +14,7 @@ from django.db import transaction
 from lineage_app.services_mlflow import TEAM_TAG, mlflow_model_version_create, mlflow_team_resolve
 from models_app import selectors, services, services_governance
 from models_app.choices import PromotionState, Stage, Visibility
-from models_app.mlflow import encode, search, tokens
+from models_app.mlflow import encode, reads, search, tokens
 from models_app.mlflow.errors import RESOURCE_ALREADY_EXISTS, MlflowError, invalid, not_found
 from models_app.mlflow.rpc import Params, endpoint, version_number
 from models_app.models import ModelAlias, ModelTag, ModelVersion, RegisteredModel, VersionTag
@@ -27,44 +27,51 @@ _VERSION_ALIAS = re.compile(r"^[vV]\d+$")
 
 
 def _model(user, name: str) -> RegisteredModel:
+    """The visible model ``name`` as an instance, for writes (reads encode from ``reads``)."""
     try:
-        return selectors.registered_model_get(user=user, name=name)
+        return selectors.registered_model_list(user=user).prefetch_related(None).get(name__iexact=name)
     except RegisteredModel.DoesNotExist as exc:
         raise not_found(f"Registered Model with name={name} not found") from exc
 
 
+def _version_missing(user, name: str, number: int) -> MlflowError:
+    """What a version miss says: the model, or the version, does not exist."""
+    model = _model(user, name)  # raises "Registered Model ... not found"
+    return not_found(f"Model Version (name={model.name}, version={number}) not found")
+
+
 def _version(user, model: RegisteredModel, raw: str) -> ModelVersion:
     number = version_number(raw)
-    qs = encode.with_run_id(selectors.model_version_list(user=user, model=model))
-    version = qs.filter(version=number).first()
+    version = (
+        selectors.model_version_list(user=user, model=model)
+        .select_related(None)
+        .prefetch_related(None)
+        .filter(version=number)
+        .first()
+    )
     if version is None:
         raise not_found(f"Model Version (name={model.name}, version={number}) not found")
+    version.model = model
     return version
 
 
 def _model_and_version(request, params: Params) -> tuple[RegisteredModel, ModelVersion]:
-    """The visible version ``name``/``version`` and its model, found in one query (plus the
-    version's tags and aliases); only a miss asks which of the two does not exist."""
+    """The visible version ``name``/``version`` and its model as instances, for writes."""
     name = params.str("name", required=True)
     number = version_number(params.str("version", required=True))
-    qs = encode.with_run_id(selectors.model_version_list(user=request.user))
+    qs = selectors.model_version_list(user=request.user).prefetch_related(None)
     version = qs.filter(model__name__iexact=name, version=number).first()
     if version is None:
-        model = _model(request.user, name)  # raises "Registered Model ... not found"
-        raise not_found(f"Model Version (name={model.name}, version={number}) not found")
+        raise _version_missing(request.user, name, number)
     return version.model, version
 
 
-def _model_body(user, model: RegisteredModel, *, fresh: bool = True) -> dict:
-    if fresh:  # after a write: read it again, with the prefetches of the selector
-        model = selectors.registered_model_list(user=user).get(pk=model.pk)
-    latest = encode.latest_versions([model]).get(model.pk, [])
-    return {"registered_model": encode.registered_model(model, latest)}
+def _model_body(user, model: RegisteredModel) -> dict:
+    return {"registered_model": reads.model_by_id(user=user, pk=model.pk)}
 
 
 def _version_body(user, version: ModelVersion) -> dict:
-    fresh = encode.with_run_id(selectors.model_version_list(user=user)).get(pk=version.pk)
-    return {"model_version": encode.model_version(fresh)}
+    return {"model_version": reads.version_by_id(user=user, pk=version.pk)}
 
 
 def _max_results(params: Params, default: int, limit: int) -> int:
@@ -77,9 +84,11 @@ def _max_results(params: Params, default: int, limit: int) -> int:
     return value
 
 
-def _page(qs, params: Params, max_results: int) -> tuple[list, str | None]:
+def _page(qs, params: Params, max_results: int) -> tuple[list[int], str | None]:
+    """The ids of one page of ``qs`` and the token of the next page (None on the last)."""
     offset = tokens.decode(params.str("page_token") or None)
-    rows = list(qs[offset : offset + max_results + 1])
+    ids = qs.select_related(None).prefetch_related(None).values_list("pk", flat=True)
+    rows = list(ids[offset : offset + max_results + 1])
     token = tokens.encode(offset + max_results) if len(rows) > max_results else None
     return rows[:max_results], token
 
@@ -111,7 +120,11 @@ def registered_model_create(request, params: Params):
 
 @endpoint("GET")
 def registered_model_get(request, params: Params):
-    return _model_body(request.user, _model(request.user, params.str("name", required=True)), fresh=False)
+    name = params.str("name", required=True)
+    found = reads.model_get(user=request.user, name=name)
+    if found is None:
+        raise not_found(f"Registered Model with name={name} not found")
+    return {"registered_model": found}
 
 
 @endpoint("POST")
@@ -161,11 +174,10 @@ def registered_model_search(request, params: Params):
     if "name" not in ordering and "-name" not in ordering:
         ordering.append("name")
     qs = selectors.registered_model_list(user=request.user).filter(where).order_by(*ordering, "pk")
-    models, token = _page(qs, params, max_results)
-    latest = encode.latest_versions(models)
+    ids, token = _page(qs, params, max_results)
     body: dict = {}
-    if models:
-        body["registered_models"] = [encode.registered_model(m, latest.get(m.pk, [])) for m in models]
+    if ids:
+        body["registered_models"] = reads.models_by_ids(ids)
     if token:
         body["next_page_token"] = token
     return body
@@ -188,8 +200,8 @@ def _stages(raw: list) -> list[str]:
 def registered_model_latest_versions(request, params: Params):
     model = _model(request.user, params.str("name", required=True))
     stages = _stages(params.list("stages")) or None
-    versions = encode.latest_versions([model], stages).get(model.pk, [])
-    return {"model_versions": [encode.model_version(v, model) for v in versions]} if versions else {}
+    versions = reads.latest_versions(model_id=model.pk, stages=stages)
+    return {"model_versions": versions} if versions else {}
 
 
 @endpoint("POST")
@@ -223,13 +235,12 @@ def _check_alias_name(alias: str) -> None:
 def registered_model_alias(request, params: Params):
     name = params.str("name", required=True)
     alias = params.str("alias", required=True)
-    if request.method == "GET":  # the version in one query; a miss says what is missing
-        qs = encode.with_run_id(selectors.model_version_list(user=request.user))
-        version = qs.filter(model__name__iexact=name, aliases__alias=alias).first()
-        if version is None:
+    if request.method == "GET":  # a miss says what is missing
+        found = reads.version_by_alias(user=request.user, name=name, alias=alias)
+        if found is None:
             _model(request.user, name)
             raise invalid(f"Registered model alias {alias} not found.")
-        return {"model_version": encode.model_version(version)}
+        return {"model_version": found}
     model = _model(request.user, name)
     if request.method == "DELETE":
         try:
@@ -264,8 +275,12 @@ def model_version_create(request, params: Params):
 
 @endpoint("GET")
 def model_version_get(request, params: Params):
-    _, version = _model_and_version(request, params)
-    return {"model_version": encode.model_version(version)}
+    name = params.str("name", required=True)
+    number = version_number(params.str("version", required=True))
+    found = reads.version_get(user=request.user, name=name, number=number)
+    if found is None:
+        raise _version_missing(request.user, name, number)
+    return {"model_version": found}
 
 
 @endpoint("PATCH")
@@ -355,13 +370,11 @@ def model_version_search(request, params: Params):
     ordering = search.order_by(
         [str(o) for o in params.list("order_by")], _MV_ORDER, ["-updated_at", "model__name", "-version"]
     )
-    qs = encode.with_run_id(selectors.model_version_list(user=request.user).filter(where)).order_by(
-        *ordering, "pk"
-    )
-    versions, token = _page(qs, params, max_results)
+    qs = selectors.model_version_list(user=request.user).filter(where).order_by(*ordering, "pk")
+    ids, token = _page(qs, params, max_results)
     body: dict = {}
-    if versions:
-        body["model_versions"] = [encode.model_version(v) for v in versions]
+    if ids:
+        body["model_versions"] = reads.versions_by_ids(ids)
     if token:
         body["next_page_token"] = token
     return body

@@ -26,6 +26,7 @@ from django.db import connection
 
 from lineage_app.models import TrainingRun
 from models_app.mlflow.encode import STAGE_TO_MLFLOW, STATUS_TO_MLFLOW
+from models_app.mlflow.search import Where
 from models_app.models import ModelAlias, ModelTag, ModelVersion, RegisteredModel, VersionTag
 from models_app.selectors import visible_models_sql
 from registry_project.rawsql import chunks, epoch_ms, fetch, id_in, ms, qn, table
@@ -192,17 +193,6 @@ def version_by_id(*, user, pk: int) -> dict | None:
     return _one(_versions(f"v.id = %s AND {visible}", [pk, *params]))
 
 
-def versions_by_ids(ids: Sequence[int]) -> list[dict]:
-    """The versions of ``ids`` (already visibility-scoped by the caller), in that order."""
-    rows: list = []
-    for part in chunks(list(ids)):
-        condition, params = id_in("v.id", part)
-        rows += fetch(_statements().versions + condition, params)
-    labels = _labels((), [row[0] for row in rows])
-    found = {row[0]: _version(row, labels) for row in rows}
-    return [found[pk] for pk in ids if pk in found]
-
-
 def _latest_rows(model_ids: Sequence[int], stages: Sequence[str] | None) -> list[tuple]:
     rows: list = []
     for part in chunks(list(model_ids)):
@@ -268,11 +258,29 @@ def model_by_id(*, user, pk: int) -> dict | None:
     return next(iter(_models(rows).values()), None)
 
 
-def models_by_ids(ids: Sequence[int]) -> list[dict]:
-    """The models of ``ids`` (already visibility-scoped by the caller), in that order."""
-    rows: list = []
-    for part in chunks(list(ids)):
-        condition, params = id_in("m.id", part)
-        rows += fetch(_statements().models + condition, params)
-    found = _models(rows)
-    return [found[pk] for pk in ids if pk in found]
+# --- Searches -------------------------------------------------------------------------------
+
+
+def _page_sql(order: Sequence[str], tiebreak: str) -> str:
+    return f" ORDER BY {', '.join([*order, tiebreak])} LIMIT %s OFFSET %s"
+
+
+def model_search(*, user, where: Where, order: Sequence[str], offset: int, limit: int):
+    """One page of the visible models matching ``where`` (``search.registered_model_where``):
+    ``(models, more)``, where ``more`` says whether a further page exists."""
+    visible, params = visible_models_sql(user, "m")
+    sql = _statements().models + f"{visible} AND {where.sql}" + _page_sql(order, "m.id")
+    rows = fetch(sql, [*params, *where.params, limit + 1, offset])
+    page = rows[:limit]
+    found = _models(page)
+    return [found[row[0]] for row in page], len(rows) > limit
+
+
+def version_search(*, user, where: Where, order: Sequence[str], offset: int, limit: int):
+    """One page of the visible versions matching ``where`` (``search.model_version_where``)."""
+    visible, params = visible_models_sql(user, "m")
+    sql = _statements().versions + f"{visible} AND {where.sql}" + _page_sql(order, "v.id")
+    rows = fetch(sql, [*params, *where.params, limit + 1, offset])
+    page = rows[:limit]
+    labels = _labels((), [row[0] for row in page])
+    return [_version(row, labels) for row in page], len(rows) > limit

@@ -1,4 +1,4 @@
-"""MLflow's search grammar, parsed here and compiled to Django ORM filters (indexed SQL).
+"""MLflow's search grammar, parsed here and compiled to SQL conditions (indexed).
 
 ``name LIKE 'churn%' AND tags.team = 'risk' AND version_number >= 3``: clauses joined by AND,
 each ``<identifier> <comparator> <value>``. Identifiers are ``name``/``attribute.<key>`` or
@@ -6,8 +6,9 @@ each ``<identifier> <comparator> <value>``. Identifiers are ``name``/``attribute
 quoted strings, numbers for numeric attributes, or a ``('a', 'b')`` tuple for IN. ``=``, ``!=``
 and ``LIKE`` are case-sensitive, ``ILIKE`` is not (as MLflow forces on every database).
 
-Nothing is filtered in Python: each clause becomes a ``Q`` (tags as an ``EXISTS`` subquery
-served by the ``(key, value)`` indexes of migration ``0007_mlflow_indexes``).
+Nothing is filtered in Python: each clause becomes a parameterized SQL condition on the aliases
+of ``models_app.mlflow.reads`` (tags as an ``EXISTS`` subquery served by the ``(key, value)``
+indexes of migration ``0007_mlflow_indexes``), so a search is one query.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from django.db.models import CharField, Exists, Lookup, OuterRef, Q, TextField
-from django.db.models.functions import Left
+from django.db import connection
+from django.db.models import CharField, Lookup, Q, TextField
 
 from models_app.mlflow.errors import invalid
+from registry_project.rawsql import qn, table
 
 PROMPT_TAG = "mlflow.prompt.is_prompt"
 # Tag values are indexed by their first characters (values may be long; btree rows may not).
@@ -165,7 +167,7 @@ def parse(text: str | None) -> list[Clause]:
     return clauses
 
 
-# --- LIKE / ILIKE lookups with MLflow's semantics ---------------------------------------------
+# --- LIKE / ILIKE with MLflow's semantics ------------------------------------------------------
 
 
 def _like_to_glob(pattern: str) -> str:
@@ -180,6 +182,22 @@ def _like_to_glob(pattern: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def _like(column: str, op: str) -> tuple[str, object]:
+    """SQL for ``column LIKE/ILIKE %s`` with MLflow's semantics on this database, and the
+    function that turns the pattern into the parameter."""
+    vendor = connection.vendor
+    if op == "LIKE":
+        if vendor == "sqlite":  # SQLite's LIKE ignores case; GLOB does not
+            return f"{column} GLOB %s", _like_to_glob
+        return f"{column} LIKE %s", str
+    if vendor == "postgresql":
+        return f"{column} ILIKE %s", str
+    return f"UPPER({column}) LIKE UPPER(%s)", str
+
+
+# --- Compiling string clauses to ORM filters (tracking searches) ------------------------------
 
 
 class MlflowLike(Lookup):
@@ -213,13 +231,12 @@ for _field in (CharField, TextField):
     _field.register_lookup(MlflowILike)
 
 
-# --- Compiling clauses ------------------------------------------------------------------------
-
 _STRING_OPS = {"=": "exact", "LIKE": "mlflow_like", "ILIKE": "mlflow_ilike"}
-_NUMERIC_OPS = {"=": "exact", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 
 
-def _string_q(field: str, clause: Clause, allow_in: bool) -> Q:
+def string_q(field: str, clause: Clause, allow_in: bool) -> Q:
+    """A string clause as an ORM filter: the tracking searches (experiments, logged models) run on
+    querysets; the registry searches use the SQL form below."""
     value, op = clause.value, clause.comparator
     if op in ("IN", "NOT IN"):
         if not allow_in:
@@ -235,7 +252,45 @@ def _string_q(field: str, clause: Clause, allow_in: bool) -> Q:
     return Q(**{f"{field}__{_STRING_OPS[op]}": value})
 
 
-def _tag_q(tag_model, owner_field: str, clause: Clause) -> Q:
+# --- Compiling clauses to SQL ------------------------------------------------------------------
+#
+# Conditions are written on the aliases of ``models_app.mlflow.reads``: ``m`` (models), ``v``
+# (versions), ``r`` (the version's training run, LEFT JOINed); every value is a parameter.
+
+
+@dataclass(frozen=True)
+class Where:
+    sql: str
+    params: list
+
+
+def _string_sql(column: str, clause: Clause, *, allow_in: bool, nullable: bool = False) -> tuple[str, list]:
+    value, op = clause.value, clause.comparator
+    if op in ("IN", "NOT IN"):
+        if not allow_in:
+            raise invalid(f"Invalid comparator '{op}' for attribute '{clause.key}'.")
+        items = list(value)
+        if not items:
+            return ("1 = 0" if op == "IN" else "1 = 1"), []
+        placeholders = ", ".join(["%s"] * len(items))
+        if op == "IN":
+            return f"{column} IN ({placeholders})", items
+        absent = f"{column} IS NULL OR " if nullable else ""
+        return f"({absent}{column} NOT IN ({placeholders}))", items
+    if not isinstance(value, str):
+        raise invalid(f"Invalid value {value!r} for attribute '{clause.key}': quote it as a string.")
+    if op == "=":
+        return f"{column} = %s", [value]
+    if op == "!=":
+        absent = f"{column} IS NULL OR " if nullable else ""
+        return f"({absent}{column} <> %s)", [value]
+    if op in ("LIKE", "ILIKE"):
+        sql, to_param = _like(column, op)
+        return sql, [to_param(value)]
+    raise invalid(f"Invalid comparator '{op}' for string attribute '{clause.key}'.")
+
+
+def _tag_sql(tag_table: str, owner: str, clause: Clause) -> tuple[str, list]:
     """EXISTS over the tag table; a clause on a tag matches only rows that have the tag.
 
     The one exception is MLflow's own prompt marker: ``tags.mlflow.prompt.is_prompt != 'true'``
@@ -246,73 +301,85 @@ def _tag_q(tag_model, owner_field: str, clause: Clause) -> Q:
         raise invalid(f"Invalid comparator '{op}' for tag '{clause.key}': use =, !=, LIKE or ILIKE.")
     if not isinstance(value, str):
         raise invalid(f"Invalid value {value!r} for tag '{clause.key}': quote it as a string.")
-    tags = tag_model.objects.filter(**{owner_field: OuterRef("pk")}, key=clause.key)
+    head = f"SELECT 1 FROM {tag_table} t WHERE t.{owner} AND t.{qn('key')} = %s AND "  # noqa: S608
     if op == "!=" and clause.key == PROMPT_TAG:
-        return ~Exists(tags.filter(value=value))
+        return f"NOT EXISTS ({head}t.value = %s)", [clause.key, value]
     if op == "=":
         # The prefix comparison lets the (key, left(value)) index find the rows.
-        tags = tags.alias(_vp=Left("value", TAG_VALUE_PREFIX)).filter(
-            _vp=value[:TAG_VALUE_PREFIX], value=value
-        )
-    elif op == "!=":
-        tags = tags.exclude(value=value)
-    else:
-        tags = tags.filter(**{f"value__{_STRING_OPS[op]}": value})
-    return Q(Exists(tags))
+        n = TAG_VALUE_PREFIX  # a literal, as in the index expression
+        prefix = f"LEFT(t.value, {n})" if connection.vendor == "postgresql" else f"SUBSTR(t.value, 1, {n})"
+        return f"EXISTS ({head}{prefix} = %s AND t.value = %s)", [clause.key, value[:n], value]
+    if op == "!=":
+        return f"EXISTS ({head}t.value <> %s)", [clause.key, value]
+    sql, to_param = _like("t.value", op)
+    return f"EXISTS ({head}{sql})", [clause.key, to_param(value)]
 
 
-def registered_model_q(clauses: list[Clause]) -> Q:
-    """Filter for ``registered-models/search``: attribute ``name`` and tags."""
+def _join(parts: list[tuple[str, list]]) -> Where:
+    if not parts:
+        return Where("1 = 1", [])
+    return Where(" AND ".join(sql for sql, _ in parts), [p for _, params in parts for p in params])
+
+
+def registered_model_where(clauses: list[Clause]) -> Where:
+    """Filter for ``registered-models/search`` (on ``m``): attribute ``name`` and tags."""
     from models_app.models import ModelTag
 
-    q = Q()
+    parts = []
     for clause in clauses:
         if clause.kind == "tag":
-            q &= _tag_q(ModelTag, "model", clause)
+            parts.append(_tag_sql(table(ModelTag), "model_id = m.id", clause))
         elif clause.key == "name":
-            q &= _string_q("name", clause, allow_in=True)
+            parts.append(_string_sql("m.name", clause, allow_in=True))
         else:
             raise invalid(f"Invalid attribute key '{clause.key}' specified. Valid keys are '{{'name'}}'")
-    return q
+    return _join(parts)
 
 
-_MV_ATTRIBUTES = {"name": "model__name", "run_id": "training_run__external_id", "source_path": "source"}
+_MV_ATTRIBUTES = {"name": "m.name", "run_id": "r.external_id", "source_path": "v.source"}
+_NUMERIC_OPS = {"=": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
 
-def model_version_q(clauses: list[Clause]) -> Q:
-    """Filter for ``model-versions/search``: name, run_id, source_path, version_number, tags."""
+def model_version_where(clauses: list[Clause]) -> Where:
+    """Filter for ``model-versions/search`` (on ``v``, ``m``, ``r``): name, run_id, source_path,
+    version_number, tags."""
     from models_app.models import VersionTag
 
-    q = Q()
+    parts = []
     for clause in clauses:
         if clause.kind == "tag":
-            q &= _tag_q(VersionTag, "version", clause)
+            parts.append(_tag_sql(table(VersionTag), "version_id = v.id", clause))
         elif clause.key in _MV_ATTRIBUTES:
-            q &= _string_q(_MV_ATTRIBUTES[clause.key], clause, allow_in=clause.key in ("name", "run_id"))
+            parts.append(
+                _string_sql(
+                    _MV_ATTRIBUTES[clause.key],
+                    clause,
+                    allow_in=clause.key in ("name", "run_id"),
+                    nullable=clause.key == "run_id",
+                )
+            )
         elif clause.key == "version_number":
             value = clause.value
             if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
                 value = int(value)
             if not isinstance(value, int):
                 raise invalid(f"Invalid value for numeric attribute 'version_number': {clause.value!r}")
-            if clause.comparator == "!=":
-                q &= ~Q(version=value)
-            elif clause.comparator in _NUMERIC_OPS:
-                q &= Q(**{f"version__{_NUMERIC_OPS[clause.comparator]}": value})
-            else:
+            if clause.comparator not in _NUMERIC_OPS:
                 raise invalid(
                     f"Invalid comparator '{clause.comparator}' for numeric attribute 'version_number'."
                 )
+            parts.append((f"v.version {_NUMERIC_OPS[clause.comparator]} %s", [value]))
         else:
             raise invalid(
                 f"Invalid attribute key '{clause.key}' specified. Valid keys are "
                 "'{'name', 'run_id', 'source_path', 'version_number'}'"
             )
-    return q
+    return _join(parts)
 
 
 def order_by(values: list[str], allowed: dict[str, str], default: list[str]) -> list[str]:
-    """``["name ASC", "last_updated_timestamp DESC"]`` → ORM ordering, with MLflow's checks."""
+    """``["name ASC", "last_updated_timestamp DESC"]`` → SQL ordering terms (``allowed`` maps
+    MLflow's keys to columns), with MLflow's checks."""
     if not values:
         return list(default)
     ordering, seen = [], set()
@@ -328,9 +395,9 @@ def order_by(values: list[str], allowed: dict[str, str], default: list[str]) -> 
                 if key not in allowed
                 else f"Invalid order_by direction '{parts[1]}' in '{raw}': use ASC or DESC."
             )
-        field = allowed[key]
-        if field in seen:
+        column = allowed[key]
+        if column in seen:
             raise invalid(f"`order_by` contains duplicate fields: {values}")
-        seen.add(field)
-        ordering.append(("-" if direction == "DESC" else "") + field)
+        seen.add(column)
+        ordering.append(f"{column} {direction}")
     return ordering

@@ -84,15 +84,6 @@ def _max_results(params: Params, default: int, limit: int) -> int:
     return value
 
 
-def _page(qs, params: Params, max_results: int) -> tuple[list[int], str | None]:
-    """The ids of one page of ``qs`` and the token of the next page (None on the last)."""
-    offset = tokens.decode(params.str("page_token") or None)
-    ids = qs.select_related(None).prefetch_related(None).values_list("pk", flat=True)
-    rows = list(ids[offset : offset + max_results + 1])
-    token = tokens.encode(offset + max_results) if len(rows) > max_results else None
-    return rows[:max_results], token
-
-
 # --- Registered models ----------------------------------------------------------------------
 
 
@@ -159,27 +150,31 @@ def registered_model_delete(request, params: Params):
 
 
 _RM_ORDER = {
-    "name": "name",
-    "timestamp": "updated_at",
-    "last_updated_timestamp": "updated_at",
-    "creation_timestamp": "created_at",
+    "name": "m.name",
+    "timestamp": "m.updated_at",
+    "last_updated_timestamp": "m.updated_at",
+    "creation_timestamp": "m.created_at",
 }
 
 
 @endpoint("GET")
 def registered_model_search(request, params: Params):
     max_results = _max_results(params, 100, RM_MAX_RESULTS)
-    where = search.registered_model_q(search.parse(params.str("filter")))
-    ordering = search.order_by([str(o) for o in params.list("order_by")], _RM_ORDER, ["name"])
-    if "name" not in ordering and "-name" not in ordering:
-        ordering.append("name")
-    qs = selectors.registered_model_list(user=request.user).filter(where).order_by(*ordering, "pk")
-    ids, token = _page(qs, params, max_results)
-    body: dict = {}
-    if ids:
-        body["registered_models"] = reads.models_by_ids(ids)
-    if token:
-        body["next_page_token"] = token
+    where = search.registered_model_where(search.parse(params.str("filter")))
+    ordering = search.order_by([str(o) for o in params.list("order_by")], _RM_ORDER, ["m.name ASC"])
+    if not any(term.startswith("m.name ") for term in ordering):
+        ordering.append("m.name ASC")
+    offset = tokens.decode(params.str("page_token") or None)
+    models, more = reads.model_search(
+        user=request.user, where=where, order=ordering, offset=offset, limit=max_results
+    )
+    return _search_body("registered_models", models, offset + max_results if more else None)
+
+
+def _search_body(key: str, found: list[dict], next_offset: int | None) -> dict:
+    body: dict = {key: found} if found else {}
+    if next_offset is not None:
+        body["next_page_token"] = tokens.encode(next_offset)
     return body
 
 
@@ -355,29 +350,28 @@ def model_version_download_uri(request, params: Params):
 REGISTRY_ROOT = "_registry"
 
 _MV_ORDER = {
-    "name": "model__name",
-    "version_number": "version",
-    "creation_timestamp": "created_at",
-    "timestamp": "updated_at",
-    "last_updated_timestamp": "updated_at",
+    "name": "m.name",
+    "version_number": "v.version",
+    "creation_timestamp": "v.created_at",
+    "timestamp": "v.updated_at",
+    "last_updated_timestamp": "v.updated_at",
 }
 
 
 @endpoint("GET")
 def model_version_search(request, params: Params):
     max_results = _max_results(params, 10_000, MV_MAX_RESULTS)
-    where = search.model_version_q(search.parse(params.str("filter")))
+    where = search.model_version_where(search.parse(params.str("filter")))
     ordering = search.order_by(
-        [str(o) for o in params.list("order_by")], _MV_ORDER, ["-updated_at", "model__name", "-version"]
+        [str(o) for o in params.list("order_by")],
+        _MV_ORDER,
+        ["v.updated_at DESC", "m.name ASC", "v.version DESC"],
     )
-    qs = selectors.model_version_list(user=request.user).filter(where).order_by(*ordering, "pk")
-    ids, token = _page(qs, params, max_results)
-    body: dict = {}
-    if ids:
-        body["model_versions"] = reads.versions_by_ids(ids)
-    if token:
-        body["next_page_token"] = token
-    return body
+    offset = tokens.decode(params.str("page_token") or None)
+    versions, more = reads.version_search(
+        user=request.user, where=where, order=ordering, offset=offset, limit=max_results
+    )
+    return _search_body("model_versions", versions, offset + max_results if more else None)
 
 
 @endpoint("POST")

@@ -61,7 +61,7 @@ def experiment_search(request, params: Params):
     for clause in search.parse(params.str("filter")):
         if clause.kind != "attribute" or clause.key != "name":
             raise invalid(f"Invalid filter on '{clause.key}': only name is supported here.")
-        qs = qs.filter(search._string_q("name", clause, allow_in=False))
+        qs = qs.filter(search.string_q("name", clause, allow_in=False))
     offset = tokens.decode(params.str("page_token") or None)
     rows = list(qs.order_by("pk")[offset : offset + max_results + 1])
     body: dict = {}
@@ -296,7 +296,7 @@ def logged_model_search(request, params: Params):
             raise invalid(f"Invalid experiment_ids {ids}.") from exc
     for clause in search.parse(params.str("filter")):
         if clause.kind == "attribute" and clause.key in _LM_ATTRIBUTES:
-            qs = qs.filter(search._string_q(_LM_ATTRIBUTES[clause.key], clause, allow_in=True))
+            qs = qs.filter(search.string_q(_LM_ATTRIBUTES[clause.key], clause, allow_in=True))
         else:
             raise invalid(f"Invalid filter on '{clause.key}': use {', '.join(_LM_ATTRIBUTES)}.")
     ordering = []

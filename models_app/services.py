@@ -411,6 +411,14 @@ def policy_get(*, model: RegisteredModel) -> PromotionPolicy:
     return policy
 
 
+def _alias_locked(model: RegisteredModel, alias: str) -> ModelAlias | None:
+    found = ModelAlias.objects.select_for_update().select_related("version").filter(model=model, alias=alias)
+    return next(iter(found[:1]), None)  # (model, alias) is unique; .first() would add an ORDER BY
+
+
+_UNSET: Any = object()
+
+
 def alias_move(
     *,
     model: RegisteredModel,
@@ -419,27 +427,29 @@ def alias_move(
     actor,
     reason: str = "",
     promotion=None,
+    existing: ModelAlias | None = _UNSET,
 ) -> ModelAlias | None:
     """Point ``alias`` at ``version`` (delete it when None), recording the move in the alias history.
 
-    Callers check permissions: the alias API below, and approved promotions.
+    Callers check permissions: the alias API below, and approved promotions. ``existing`` is the
+    alias row if the caller has already locked it (``_alias_locked``).
     """
-    existing = (
-        ModelAlias.objects.select_for_update()
-        .select_related("version")
-        .filter(model=model, alias=alias)
-        .first()
-    )
+    if existing is _UNSET:
+        existing = _alias_locked(model, alias)
     from_version = existing.version.version if existing else None
     if version is None:
         if existing is None:
             raise ModelAlias.DoesNotExist(f"Model '{model.name}' has no alias '{alias}'.")
         existing.delete()
         item = None
-    else:
-        item = existing or ModelAlias(model=model, alias=alias)
+    elif existing is not None:  # a move: the locked row changes, nothing can clash
+        item = existing
         item.version, item.updated_by = version, actor
-        _full_clean(item, exclude=["model", "version"])
+        _full_clean(item, exclude=["model", "version", "updated_by"])
+        item.save(update_fields=["version", "updated_by", "updated_at"])
+    else:
+        item = ModelAlias(model=model, alias=alias, version=version, updated_by=actor)
+        _full_clean(item, exclude=["model", "version", "updated_by"])  # the actor is the caller
         try:
             with transaction.atomic():
                 item.save()
@@ -503,11 +513,13 @@ def model_alias_set(
     """Point ``alias`` at ``version`` (creating or moving it)."""
     if version.model_id != model.pk:
         raise ValidationError({"version": f"Version {version.version} does not belong to '{model.name}'."})
-    exists = ModelAlias.objects.filter(model=model, alias=alias).exists()
+    existing = _alias_locked(model, alias)
     _require_alias_change(
-        actor, model, alias, "models_app.change_modelalias" if exists else "models_app.add_modelalias"
+        actor, model, alias, "models_app.change_modelalias" if existing else "models_app.add_modelalias"
     )
-    return alias_move(model=model, alias=alias, version=version, actor=actor, reason=reason)
+    return alias_move(
+        model=model, alias=alias, version=version, actor=actor, reason=reason, existing=existing
+    )
 
 
 @transaction.atomic

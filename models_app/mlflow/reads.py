@@ -265,15 +265,30 @@ def _page_sql(order: Sequence[str], tiebreak: str) -> str:
     return f" ORDER BY {', '.join([*order, tiebreak])} LIMIT %s OFFSET %s"
 
 
-def model_search(*, user, where: Where, order: Sequence[str], offset: int, limit: int):
+NAME_ORDER = ["m.name ASC"]
+
+
+def model_search(
+    *, user, where: Where, order: Sequence[str], offset: int, limit: int, after: tuple[str, int] | None = None
+):
     """One page of the visible models matching ``where`` (``search.registered_model_where``):
-    ``(models, more)``, where ``more`` says whether a further page exists."""
+    ``(models, more, last)``; ``more`` says whether a further page exists, ``last`` is the
+    ``(name, id)`` of the page's last model. ``after`` (with ``NAME_ORDER`` only) starts the page
+    after that key, through the ``(name, id)`` index, instead of skipping ``offset`` rows."""
     visible, params = visible_models_sql(user, "m")
-    sql = _statements().models + f"{visible} AND {where.sql}" + _page_sql(order, "m.id")
-    rows = fetch(sql, [*params, *where.params, limit + 1, offset])
+    condition = f"{visible} AND {where.sql}"
+    values = [*params, *where.params]
+    if after is not None:
+        if list(order) != NAME_ORDER:
+            raise ValueError("keyset pages need the name order")
+        condition += " AND (m.name, m.id) > (%s, %s)"
+        values += list(after)
+        offset = 0
+    rows = fetch(_statements().models + condition + _page_sql(order, "m.id"), [*values, limit + 1, offset])
     page = rows[:limit]
     found = _models(page)
-    return [found[row[0]] for row in page], len(rows) > limit
+    last = (page[-1][1], page[-1][0]) if page else None
+    return [found[row[0]] for row in page], len(rows) > limit, last
 
 
 def version_search(*, user, where: Where, order: Sequence[str], offset: int, limit: int):

@@ -40,21 +40,6 @@ def _version_missing(user, name: str, number: int) -> MlflowError:
     return not_found(f"Model Version (name={model.name}, version={number}) not found")
 
 
-def _version(user, model: RegisteredModel, raw: str) -> ModelVersion:
-    number = version_number(raw)
-    version = (
-        selectors.model_version_list(user=user, model=model)
-        .select_related(None)
-        .prefetch_related(None)
-        .filter(version=number)
-        .first()
-    )
-    if version is None:
-        raise not_found(f"Model Version (name={model.name}, version={number}) not found")
-    version.model = model
-    return version
-
-
 def _model_and_version(request, params: Params) -> tuple[RegisteredModel, ModelVersion]:
     """The visible version ``name``/``version`` and its model as instances, for writes."""
     name = params.str("name", required=True)
@@ -164,17 +149,24 @@ def registered_model_search(request, params: Params):
     ordering = search.order_by([str(o) for o in params.list("order_by")], _RM_ORDER, ["m.name ASC"])
     if not any(term.startswith("m.name ") for term in ordering):
         ordering.append("m.name ASC")
-    offset = tokens.decode(params.str("page_token") or None)
-    models, more = reads.model_search(
-        user=request.user, where=where, order=ordering, offset=offset, limit=max_results
+    offset, after = tokens.decode_page(params.str("page_token") or None)
+    keyset = ordering == reads.NAME_ORDER  # the default: pages resume after the last name seen
+    models, more, last = reads.model_search(
+        user=request.user,
+        where=where,
+        order=ordering,
+        offset=offset,
+        limit=max_results,
+        after=after if keyset else None,
     )
-    return _search_body("registered_models", models, offset + max_results if more else None)
+    token = tokens.encode(offset + max_results, after=last if keyset else None) if more else None
+    return _search_body("registered_models", models, token)
 
 
-def _search_body(key: str, found: list[dict], next_offset: int | None) -> dict:
+def _search_body(key: str, found: list[dict], token: str | None) -> dict:
     body: dict = {key: found} if found else {}
-    if next_offset is not None:
-        body["next_page_token"] = tokens.encode(next_offset)
+    if token is not None:
+        body["next_page_token"] = token
     return body
 
 
@@ -236,6 +228,11 @@ def registered_model_alias(request, params: Params):
             _model(request.user, name)
             raise invalid(f"Registered model alias {alias} not found.")
         return {"model_version": found}
+    if request.method == "POST":
+        _check_alias_name(alias)
+        model, version = _model_and_version(request, params)
+        services.model_alias_set(actor=request.user, model=model, alias=alias, version=version)
+        return {}
     model = _model(request.user, name)
     if request.method == "DELETE":
         try:
@@ -243,10 +240,6 @@ def registered_model_alias(request, params: Params):
         except ModelAlias.DoesNotExist:
             if not request.user.has_perm("models_app.delete_modelalias", model):
                 raise PermissionDenied(f"You cannot change aliases of {model}.") from None
-        return {}
-    _check_alias_name(alias)
-    version = _version(request.user, model, params.str("version", required=True))
-    services.model_alias_set(actor=request.user, model=model, alias=alias, version=version)
     return {}
 
 
@@ -371,7 +364,7 @@ def model_version_search(request, params: Params):
     versions, more = reads.version_search(
         user=request.user, where=where, order=ordering, offset=offset, limit=max_results
     )
-    return _search_body("model_versions", versions, offset + max_results if more else None)
+    return _search_body("model_versions", versions, tokens.encode(offset + max_results) if more else None)
 
 
 @endpoint("POST")

@@ -53,6 +53,9 @@ class RegisteredModel(models.Model):
             # Lookups by name are case-insensitive (``name__iexact``), which PostgreSQL compiles
             # to UPPER(name) = UPPER(%s): the unique LOWER(name) index cannot answer them.
             models.Index(Upper("name"), name="registeredmodel_name_upper"),
+            # Listings in name order (the catalog's default, MLflow's searches) walk this index,
+            # and the MLflow API's page tokens resume after the last (name, id) seen.
+            models.Index(fields=["name", "id"], name="registeredmodel_name_id"),
         ]
 
     def __str__(self) -> str:

@@ -10,6 +10,7 @@ from django.test import Client, override_settings
 
 from models_app import services
 from models_app.choices import Visibility
+from models_app.models import RegisteredModel
 
 BASE = "/api/2.0/mlflow"
 
@@ -236,3 +237,28 @@ def test_health_version_and_server_info(call, owner):
     assert status == 200
     status, body = call(owner, "GET", "/api/3.0/mlflow/server-info")
     assert (status, body["multipart_uploads_enabled"]) == (200, False)
+
+
+def test_model_pages_resume_after_the_last_name_seen(call, owner, team):
+    """Name-ordered pages carry the last (name, id) seen: deleting a model already listed does
+    not make the next page skip one (an offset would), and a forged cursor is a 400."""
+    for name in ("a-1", "a-2", "a-3", "a-4", "a-5"):
+        services.registered_model_create(actor=owner, name=name, team=team)
+    path = f"{BASE}/registered-models/search"
+    status, first = call(owner, "GET", path, {"max_results": "2"})
+    assert status == 200
+    assert [m["name"] for m in first["registered_models"]] == ["a-1", "a-2"]
+    token = json.loads(base64.b64decode(first["next_page_token"]))
+    assert token["offset"] == 2 and token["after"][0] == "a-2"
+    services.registered_model_delete(actor=owner, model=RegisteredModel.objects.get(name="a-1"))
+    status, second = call(owner, "GET", path, {"max_results": "2", "page_token": first["next_page_token"]})
+    assert [m["name"] for m in second["registered_models"]] == ["a-3", "a-4"]
+    status, last = call(owner, "GET", path, {"max_results": "2", "page_token": second["next_page_token"]})
+    assert [m["name"] for m in last["registered_models"]] == ["a-5"]
+    assert "next_page_token" not in last
+    # Another order pages by offset, as MLflow's own tokens do.
+    status, by_time = call(owner, "GET", path, {"max_results": "2", "order_by": ["timestamp DESC"]})
+    assert "after" not in json.loads(base64.b64decode(by_time["next_page_token"]))
+    forged = base64.b64encode(json.dumps({"offset": 0, "after": ["a", "x"]}).encode()).decode()
+    status, body = call(owner, "GET", path, {"page_token": forged})
+    assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")

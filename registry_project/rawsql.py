@@ -6,8 +6,11 @@ which keep the ORM's column types (``ModelColumns`` applies the same value conve
 queryset) and portable parameter lists (``id_in``). Everything here runs on SQLite and PostgreSQL.
 """
 
+# ruff: noqa: S608 - SQL fragments built from model table and column names; values are parameters.
+
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -103,6 +106,32 @@ def chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
         return
     for start in range(0, len(ids), _SQLITE_CHUNK):
         yield ids[start : start + _SQLITE_CHUNK]
+
+
+def json_pairs(first: str, second: str, source: str, order: str) -> str:
+    """A correlated subquery giving the rows of ``source`` (``FROM ... WHERE ...``) as one JSON
+    array of ``[first, second]`` pairs ordered by ``order``. Select it through
+    :func:`json_columns`. Children (tags, aliases) then come with their parent's row instead of
+    in a query of their own."""
+    if connection.vendor == "postgresql":
+        return f"(SELECT json_agg(json_build_array({first}, {second}) ORDER BY {order}) {source})"
+    return (
+        "(SELECT json_group_array(json_array(p.a, p.b)) FROM "
+        f"(SELECT {first} AS a, {second} AS b {source} ORDER BY {order}) p)"
+    )
+
+
+def json_columns(*subqueries: str) -> str:
+    """Several :func:`json_pairs` subqueries as one JSON text column, so a row costs one parse;
+    read it back with :func:`json_row`."""
+    if connection.vendor == "postgresql":
+        return f"json_build_array({', '.join(subqueries)})::text"
+    return f"json_array({', '.join(f'json({q})' for q in subqueries)})"
+
+
+def json_row(value: str) -> list[list]:
+    """The lists of a :func:`json_columns` column (an empty list where PostgreSQL says NULL)."""
+    return [item or [] for item in json.loads(value)]
 
 
 def fetch(sql: str, params: Sequence) -> list[tuple]:

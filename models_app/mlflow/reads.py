@@ -3,11 +3,11 @@
 This is the MLflow API's hot path (the client reads far more than it writes), so it skips the
 ORM's per-call query compilation and model instances (see ``registry_project.rawsql``):
 
-- a get is two queries after the token lookup for a version (the version with its model,
-  creator and run; then its tags and aliases), three for a model (the model; its latest version
-  per stage; the tags and aliases of both in one UNION);
-- a search page takes its ids from the ORM (the search grammar compiles to a ``Q``) and reads
-  them back here with the same two or three queries, whatever the page size.
+- a version is one query after the token lookup: the version with its model, creator and run,
+  and its tags and aliases as JSON arrays from correlated subqueries (``rawsql.json_pairs``);
+- a model is two: the model with its tags and aliases, then its latest version per stage;
+- a search page is the same one or two queries, whatever the page size: the search grammar
+  compiles to SQL conditions (``search.registered_model_where``/``model_version_where``).
 
 Visibility is ``selectors.visible_models_sql``, the catalog's rule written as SQL; functions
 that take ids trust the caller to have scoped them (search ids come from the selectors).
@@ -19,17 +19,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 
 from lineage_app.models import TrainingRun
 from models_app.mlflow.encode import STAGE_TO_MLFLOW, STATUS_TO_MLFLOW
 from models_app.mlflow.search import Where
 from models_app.models import ModelAlias, ModelTag, ModelVersion, RegisteredModel, VersionTag
 from models_app.selectors import visible_models_sql
-from registry_project.rawsql import chunks, epoch_ms, fetch, id_in, ms, qn, table
+from registry_project.rawsql import (
+    chunks,
+    epoch_ms,
+    fetch,
+    id_in,
+    json_columns,
+    json_pairs,
+    json_row,
+    ms,
+    qn,
+    table,
+)
 
 _MODEL_ID = re.compile(r"^models:/(m-[0-9a-f]{32})/?$")
 _STAGE_ORDER = {stage: index for index, stage in enumerate(STAGE_TO_MLFLOW)}
@@ -41,10 +50,17 @@ class _Sql:
     def __init__(self) -> None:
         user = get_user_model()
         username = qn(user._meta.get_field(user.USERNAME_FIELD).column)
+        key = qn("key")
+        version_tags = json_pairs(
+            "t." + key, "t.value", f"FROM {table(VersionTag)} t WHERE t.version_id = v.id", "t." + key
+        )
+        version_aliases = json_pairs(
+            "a.alias", "a.alias", f"FROM {table(ModelAlias)} a WHERE a.version_id = v.id", "a.alias"
+        )
         columns = (
             "SELECT v.id, v.model_id, v.version, v.status, v.status_message, v.stage, v.description, "
             f"v.source, {epoch_ms('v.created_at')}, {epoch_ms('v.updated_at')}, m.name, u.{username}, "
-            "r.external_id FROM "
+            f"r.external_id, {json_columns(version_tags, version_aliases)} FROM "
         )
         joins = (
             f"JOIN {table(RegisteredModel)} m ON m.id = v.model_id "
@@ -60,24 +76,24 @@ class _Sql:
             f"JOIN {table(ModelVersion)} v ON v.model_id = t.model_id AND v.version = t.top {joins}"
             "WHERE {outer}"  # the models again, or the planner may hash-join every version
         )
+        model_tags = json_pairs(
+            "t." + key, "t.value", f"FROM {table(ModelTag)} t WHERE t.model_id = m.id", "t." + key
+        )
+        model_aliases = json_pairs(
+            "a.alias",
+            f"(SELECT x.version FROM {table(ModelVersion)} x WHERE x.id = a.version_id)",
+            f"FROM {table(ModelAlias)} a WHERE a.model_id = m.id",
+            "a.alias",
+        )
         self.models = (
             f"SELECT m.id, m.name, m.description, {epoch_ms('m.created_at')}, {epoch_ms('m.updated_at')}, "
-            f"u.{username} "
+            f"u.{username}, {json_columns(model_tags, model_aliases)} "
             f"FROM {table(RegisteredModel)} m LEFT JOIN {table(user)} u ON u.id = m.created_by_id WHERE "
         )
         self.alias_of_model = (
             f"v.id = (SELECT a.version_id FROM {table(ModelAlias)} a "
             "WHERE a.model_id = m.id AND a.alias = %s)"
         )
-        key = qn("key")
-        self.model_tags = f"SELECT 0, model_id, {key}, value FROM {table(ModelTag)} WHERE "
-        self.model_aliases = (
-            # The number by a scalar subquery: a join let the planner scan every version.
-            f"SELECT 1, a.model_id, a.alias, CAST((SELECT v.version FROM {table(ModelVersion)} v "
-            f"WHERE v.id = a.version_id) AS TEXT) FROM {table(ModelAlias)} a WHERE "
-        )
-        self.version_tags = f"SELECT 2, version_id, {key}, value FROM {table(VersionTag)} WHERE "
-        self.version_aliases = f"SELECT 3, version_id, alias, '' FROM {table(ModelAlias)} WHERE "
 
 
 _sql: _Sql | None = None
@@ -90,52 +106,12 @@ def _statements() -> _Sql:
     return _sql
 
 
-@dataclass
-class _Labels:
-    """Tags and aliases by owner id (kinds 0-3 of the UNION in ``_labels``)."""
-
-    by_kind: tuple[dict, dict, dict, dict] = field(default_factory=lambda: ({}, {}, {}, {}))
-
-    def add(self, kind: int, owner: int, key: str, value: str) -> None:
-        self.by_kind[kind].setdefault(owner, []).append((key, value))
-
-    def get(self, kind: int, owner: int) -> list[tuple[str, str]]:
-        return self.by_kind[kind].get(owner, [])
-
-
-def _labels(model_ids: Sequence[int], version_ids: Sequence[int]) -> _Labels:
-    """Tags and aliases of the models and of the versions, in one UNION query (tags by key)."""
-    sql = _statements()
-    labels = _Labels()
-    if connection.vendor == "postgresql" or len(model_ids) + len(version_ids) <= 450:
-        batches = [(model_ids, version_ids)]
-    else:
-        batches = [(c, []) for c in chunks(model_ids)] + [([], c) for c in chunks(version_ids)]
-    for mids, vids in batches:
-        parts: list[str] = []
-        params: list = []
-        for ids, column, head in (
-            (mids, "model_id", sql.model_tags),
-            (mids, "a.model_id", sql.model_aliases),
-            (vids, "version_id", sql.version_tags),
-            (vids, "version_id", sql.version_aliases),
-        ):
-            if ids:
-                condition, values = id_in(column, ids)
-                parts.append(head + condition)
-                params += values
-        if parts:
-            for kind, owner, key, value in fetch(" UNION ALL ".join(parts) + " ORDER BY 1, 2, 3", params):
-                labels.add(kind, owner, key, value)
-    return labels
-
-
 # --- Versions -------------------------------------------------------------------------------
 
 
-def _version(row: Sequence, labels: _Labels) -> dict:
-    (pk, _model_id, number, status, status_message, stage, description, source, created, updated, name,
-     username, run_id) = row  # fmt: skip
+def _version(row: Sequence) -> dict:
+    (_pk, _model_id, number, status, status_message, stage, description, source, created, updated, name,
+     username, run_id, children) = row  # fmt: skip
     data = {
         "name": name,
         "version": str(number),
@@ -152,10 +128,9 @@ def _version(row: Sequence, labels: _Labels) -> dict:
         data["user_id"] = username
     if status_message:
         data["status_message"] = status_message
-    tags = labels.get(2, pk)
+    tags, aliases = json_row(children)
     if tags:
         data["tags"] = [{"key": key, "value": value} for key, value in tags]
-    aliases = labels.get(3, pk)
     if aliases:
         data["aliases"] = sorted(alias for alias, _ in aliases)
     if match := _MODEL_ID.match(source or ""):
@@ -164,9 +139,7 @@ def _version(row: Sequence, labels: _Labels) -> dict:
 
 
 def _versions(where: str, params: list) -> list[dict]:
-    rows = fetch(_statements().versions + where, params)
-    labels = _labels((), [row[0] for row in rows])
-    return [_version(row, labels) for row in rows]
+    return [_version(row) for row in fetch(_statements().versions + where, params)]
 
 
 def _one(found: list[dict]) -> dict | None:
@@ -210,9 +183,7 @@ def latest_versions(*, model_id: int, stages: Sequence[str] | None = None) -> li
     """The highest version of the (visible) model in each stage, or only in ``stages``."""
     if stages is not None and not stages:
         return []
-    rows = _latest_rows([model_id], stages)
-    labels = _labels((), [row[0] for row in rows])
-    return [_version(row, labels) for row in rows]
+    return [_version(row) for row in _latest_rows([model_id], stages)]
 
 
 # --- Registered models ----------------------------------------------------------------------
@@ -220,14 +191,11 @@ def latest_versions(*, model_id: int, stages: Sequence[str] | None = None) -> li
 
 def _models(rows: list[tuple]) -> dict[int, dict]:
     """MLflow's RegisteredModel for each model row, with latest versions, tags and aliases."""
-    model_ids = [row[0] for row in rows]
-    latest = _latest_rows(model_ids, None)
-    labels = _labels(model_ids, [row[0] for row in latest])
     latest_by_model: dict[int, list] = {}
-    for row in latest:
-        latest_by_model.setdefault(row[1], []).append(_version(row, labels))
+    for row in _latest_rows([row[0] for row in rows], None):
+        latest_by_model.setdefault(row[1], []).append(_version(row))
     found = {}
-    for pk, name, description, created, updated, username in rows:
+    for pk, name, description, created, updated, username, children in rows:
         data = {"name": name, "creation_timestamp": ms(created), "last_updated_timestamp": ms(updated)}
         if description:
             data["description"] = description
@@ -235,12 +203,11 @@ def _models(rows: list[tuple]) -> dict[int, dict]:
             data["user_id"] = username
         if pk in latest_by_model:
             data["latest_versions"] = latest_by_model[pk]
-        tags = labels.get(0, pk)
+        tags, aliases = json_row(children)
         if tags:
             data["tags"] = [{"key": key, "value": value} for key, value in tags]
-        aliases = labels.get(1, pk)
         if aliases:
-            data["aliases"] = [{"alias": alias, "version": version} for alias, version in sorted(aliases)]
+            data["aliases"] = [{"alias": alias, "version": str(number)} for alias, number in sorted(aliases)]
         found[pk] = data
     return found
 
@@ -296,6 +263,4 @@ def version_search(*, user, where: Where, order: Sequence[str], offset: int, lim
     visible, params = visible_models_sql(user, "m")
     sql = _statements().versions + f"{visible} AND {where.sql}" + _page_sql(order, "v.id")
     rows = fetch(sql, [*params, *where.params, limit + 1, offset])
-    page = rows[:limit]
-    labels = _labels((), [row[0] for row in page])
-    return [_version(row, labels) for row in page], len(rows) > limit
+    return [_version(row) for row in rows[:limit]], len(rows) > limit

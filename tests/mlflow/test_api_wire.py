@@ -262,3 +262,70 @@ def test_model_pages_resume_after_the_last_name_seen(call, owner, team):
     forged = base64.b64encode(json.dumps({"offset": 0, "after": ["a", "x"]}).encode()).decode()
     status, body = call(owner, "GET", path, {"page_token": forged})
     assert (status, body["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+
+
+def test_model_and_version_json_carry_tags_aliases_and_latest_per_stage(call, owner, internal_model):
+    """The whole RegisteredModel/ModelVersion objects, field by field, against the ORM's rows."""
+    from models_app.models import ModelVersion
+
+    ms = lambda value: int(value.timestamp() * 1000)  # noqa: E731
+    internal_model.description = "Predicts churn."
+    internal_model.save()
+    versions = [services.model_version_create(actor=owner, model=internal_model) for _ in range(3)]
+    ModelVersion.objects.filter(pk__in=[v.pk for v in versions]).update(status="READY")
+    ModelVersion.objects.filter(pk=versions[0].pk).update(stage="staging")
+    services.model_tag_set(actor=owner, model=internal_model, key="zeta", value="last")
+    services.model_tag_set(actor=owner, model=internal_model, key="alpha", value="first")
+    services.version_tag_set(actor=owner, version=versions[2], key="k", value="v")
+    services.model_alias_set(actor=owner, model=internal_model, alias="prod", version=versions[0])
+    services.model_alias_set(actor=owner, model=internal_model, alias="canary", version=versions[2])
+    services.model_alias_set(actor=owner, model=internal_model, alias="best", version=versions[2])
+    internal_model.refresh_from_db()
+    rows = {v.version: v for v in ModelVersion.objects.filter(model=internal_model)}
+
+    def version_json(number, stage, **extra):
+        row = rows[number]
+        return {
+            "name": "churn",
+            "version": str(number),
+            "creation_timestamp": ms(row.created_at),
+            "last_updated_timestamp": ms(row.updated_at),
+            "current_stage": stage,
+            "description": "",
+            "source": row.source,
+            "run_id": "",
+            "status": "READY",
+            "run_link": "",
+            "user_id": owner.username,
+            **extra,
+        }
+
+    status, body = call(owner, "GET", f"{BASE}/registered-models/get", {"name": "CHURN"})
+    assert status == 200
+    assert body["registered_model"] == {
+        "name": "churn",
+        "creation_timestamp": ms(internal_model.created_at),
+        "last_updated_timestamp": ms(internal_model.updated_at),
+        "description": "Predicts churn.",
+        "user_id": owner.username,
+        "latest_versions": [
+            version_json(3, "None", tags=[{"key": "k", "value": "v"}], aliases=["best", "canary"]),
+            version_json(1, "Staging", aliases=["prod"]),
+        ],
+        "tags": [  # by key; "task" comes from the fixture
+            {"key": "alpha", "value": "first"},
+            {"key": "task", "value": "classification"},
+            {"key": "zeta", "value": "last"},
+        ],
+        "aliases": [
+            {"alias": "best", "version": "3"},
+            {"alias": "canary", "version": "3"},
+            {"alias": "prod", "version": "1"},
+        ],
+    }
+    status, body = call(owner, "GET", f"{BASE}/registered-models/alias", {"name": "churn", "alias": "best"})
+    assert body["model_version"] == version_json(
+        3, "None", tags=[{"key": "k", "value": "v"}], aliases=["best", "canary"]
+    )
+    status, body = call(owner, "GET", f"{BASE}/model-versions/get", {"name": "churn", "version": "2"})
+    assert body["model_version"] == version_json(2, "None")

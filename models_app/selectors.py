@@ -25,15 +25,18 @@ def visible_models_sql(user, alias: str) -> tuple[str, list]:
     the permission matrix tests walk both."""
     if not user.is_authenticated:
         if getattr(user, "may_read_internal", False):
-            return f"{alias}.visibility = %s", [Visibility.INTERNAL]
+            return f"{alias}.visibility = %s", [Visibility.INTERNAL.value]
         return "1 = 0", []
     if user.is_superuser:
         return "1 = 1", []
     teams = list(team_roles(user))
     if not teams:
-        return f"{alias}.visibility = %s", [Visibility.INTERNAL]
+        return f"{alias}.visibility = %s", [Visibility.INTERNAL.value]
     placeholders = ", ".join(["%s"] * len(teams))
-    return f"({alias}.visibility = %s OR {alias}.team_id IN ({placeholders}))", [Visibility.INTERNAL, *teams]
+    return f"({alias}.visibility = %s OR {alias}.team_id IN ({placeholders}))", [
+        Visibility.INTERNAL.value,
+        *teams,
+    ]
 
 
 def _anonymous(user, qs: QuerySet, prefix: str = "") -> QuerySet:

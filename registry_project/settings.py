@@ -82,6 +82,12 @@ try:
 except ValueError as exc:  # dj-database-url names the scheme it did not understand
     raise ConfigError(f"DATABASE_URL is not usable: {exc}") from exc
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Hot-path reads (registry_project.rawsql) bind on the server on PostgreSQL, and psycopg
+# prepares a statement after its fifth use on a connection. Django's own cursors bind on the
+# client and are never prepared, whatever the threshold.
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
+if DATABASES["default"]["ENGINE"].endswith("postgresql") and DB_PREPARED_STATEMENTS:
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Connections are kept per thread like PostgreSQL's: opening one (and its PRAGMAs) costs
     # about 1 ms, as much as the rest of a proxied prediction.

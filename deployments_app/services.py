@@ -34,6 +34,7 @@ from models_app.choices import CheckStatus, VersionStatus
 from models_app.models import Check, ModelAlias, ModelVersion, RegisteredModel
 from models_app.pickle_scan import PICKLE_SUFFIXES
 from models_app.services import _require, audit_record
+from registry_project import rawsql
 from registry_project.errors import Conflict
 
 logger = logging.getLogger(__name__)
@@ -513,11 +514,22 @@ def deployment_event_report(
 
 def deployments_follow_alias(*, model_id: int, alias: str, actor_id: int | None = None) -> int:
     """After ``alias`` of a model moved: redeploy the deployments that follow it (a hook)."""
-    moved = ModelAlias.objects.filter(model_id=model_id, alias=alias).select_related("version").first()
-    count = 0
     following = Deployment.objects.filter(
         model_id=model_id, alias=alias, follow_alias=True, desired_state=DesiredState.RUNNING
     ).exclude(status__in=[S.STOPPING, S.STOPPED])
+    # Most moves have no follower: a prepared one-row probe answers that (this runs after every
+    # alias move, so it skips the ORM's compilation of the query above).
+    probe = (
+        f"SELECT 1 FROM {rawsql.table(Deployment)} WHERE model_id = %s AND alias = %s "  # noqa: S608
+        "AND follow_alias = %s AND desired_state = %s AND status NOT IN (%s, %s) LIMIT 1"
+    )
+    if not rawsql.fetch(
+        probe, [model_id, alias, True, DesiredState.RUNNING.value, S.STOPPING.value, S.STOPPED.value]
+    ):
+        return 0
+    found = ModelAlias.objects.filter(model_id=model_id, alias=alias).select_related("version")[:1]
+    moved = next(iter(found), None)
+    count = 0
     for d in following:
         if moved is None or moved.version_id == d.version_id:
             continue  # alias deleted (keep serving what runs) or already on that version

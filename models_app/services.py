@@ -413,7 +413,10 @@ def policy_get(*, model: RegisteredModel) -> PromotionPolicy:
 
 def _alias_locked(model: RegisteredModel, alias: str) -> ModelAlias | None:
     found = ModelAlias.objects.select_for_update().select_related("version").filter(model=model, alias=alias)
-    return next(iter(found[:1]), None)  # (model, alias) is unique; .first() would add an ORDER BY
+    existing = next(iter(found[:1]), None)  # (model, alias) is unique; .first() would add an ORDER BY
+    if existing is not None:
+        existing.model = model  # the audit record names it: no second read
+    return existing
 
 
 _UNSET: Any = object()

@@ -44,8 +44,9 @@ def _model_and_version(request, params: Params) -> tuple[RegisteredModel, ModelV
     """The visible version ``name``/``version`` and its model as instances, for writes."""
     name = params.str("name", required=True)
     number = version_number(params.str("version", required=True))
-    qs = selectors.model_version_list(user=request.user).prefetch_related(None)
-    version = qs.filter(model__name__iexact=name, version=number).first()
+    qs = selectors.model_version_list(user=request.user).select_related(None).select_related("model")
+    found = qs.prefetch_related(None).filter(model__name__iexact=name, version=number)
+    version = next(iter(found[:1]), None)  # (model, version) is unique: no ORDER BY needed
     if version is None:
         raise _version_missing(request.user, name, number)
     return version.model, version

@@ -523,9 +523,8 @@ def deployments_follow_alias(*, model_id: int, alias: str, actor_id: int | None 
         f"SELECT 1 FROM {rawsql.table(Deployment)} WHERE model_id = %s AND alias = %s "  # noqa: S608
         "AND follow_alias = %s AND desired_state = %s AND status NOT IN (%s, %s) LIMIT 1"
     )
-    if not rawsql.fetch(
-        probe, [model_id, alias, True, DesiredState.RUNNING.value, S.STOPPING.value, S.STOPPED.value]
-    ):
+    values = [model_id, alias, True, DesiredState.RUNNING.value, S.STOPPING.value, S.STOPPED.value]
+    if not rawsql.fetch(probe, values, prepared=True):
         return 0
     found = ModelAlias.objects.filter(model_id=model_id, alias=alias).select_related("version")[:1]
     moved = next(iter(found), None)

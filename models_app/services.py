@@ -623,7 +623,7 @@ class _TokenLookup:
         )
 
     def __call__(self, digest: str) -> AccessToken | None:
-        rows = rawsql.fetch(self.sql, [digest])
+        rows = rawsql.fetch(self.sql, [digest], prepared=True)
         if not rows:
             return None
         token = self.token.build(rows[0])

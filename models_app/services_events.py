@@ -83,7 +83,8 @@ def event_emit(*, type: str, model: RegisteredModel | None, payload: dict) -> Ev
     reach another team. Nothing is written when no webhook wants the event.
     """
     # Every audited change asks: a prepared one-row probe first, the webhooks only if there are any.
-    if not rawsql.fetch(f"SELECT 1 FROM {rawsql.table(Webhook)} WHERE active = %s LIMIT 1", [True]):  # noqa: S608
+    probe = f"SELECT 1 FROM {rawsql.table(Webhook)} WHERE active = %s LIMIT 1"  # noqa: S608
+    if not rawsql.fetch(probe, [True], prepared=True):
         return None
     hooks = [
         hook

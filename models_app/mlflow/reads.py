@@ -139,7 +139,8 @@ def _version(row: Sequence) -> dict:
 
 
 def _versions(where: str, params: list) -> list[dict]:
-    return [_version(row) for row in fetch(_statements().versions + where, params)]
+    """Versions by a unique key (a prepared statement: the plan is the same for every value)."""
+    return [_version(row) for row in fetch(_statements().versions + where, params, prepared=True)]
 
 
 def _one(found: list[dict]) -> dict | None:
@@ -174,7 +175,9 @@ def _latest_rows(model_ids: Sequence[int], stages: Sequence[str] | None) -> list
             condition += f" AND stage IN ({', '.join(['%s'] * len(stages))})"
             params += list(stages)
         outer, outer_params = id_in("v.model_id", part)
-        rows += fetch(_statements().latest.format(models=condition, outer=outer), params + outer_params)
+        statement = _statements().latest.format(models=condition, outer=outer)
+        # One model (a get) is prepared; a page's ids are planned for their number.
+        rows += fetch(statement, params + outer_params, prepared=len(part) == 1)
     rows.sort(key=lambda row: (_STAGE_ORDER.get(row[5], len(_STAGE_ORDER)), row[2]))
     return rows
 
@@ -215,13 +218,15 @@ def _models(rows: list[tuple]) -> dict[int, dict]:
 def model_get(*, user, name: str) -> dict | None:
     """The visible model called ``name`` (any case), or None."""
     visible, params = visible_models_sql(user, "m")
-    rows = fetch(_statements().models + f"UPPER(m.name) = UPPER(%s) AND {visible}", [name, *params])
+    rows = fetch(
+        _statements().models + f"UPPER(m.name) = UPPER(%s) AND {visible}", [name, *params], prepared=True
+    )
     return next(iter(_models(rows).values()), None)
 
 
 def model_by_id(*, user, pk: int) -> dict | None:
     visible, params = visible_models_sql(user, "m")
-    rows = fetch(_statements().models + f"m.id = %s AND {visible}", [pk, *params])
+    rows = fetch(_statements().models + f"m.id = %s AND {visible}", [pk, *params], prepared=True)
     return next(iter(_models(rows).values()), None)
 
 

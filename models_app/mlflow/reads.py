@@ -9,8 +9,9 @@ ORM's per-call query compilation and model instances (see ``registry_project.raw
 - a search page is the same one or two queries, whatever the page size: the search grammar
   compiles to SQL conditions (``search.registered_model_where``/``model_version_where``).
 
-Visibility is ``selectors.visible_models_sql``, the catalog's rule written as SQL; functions
-that take ids trust the caller to have scoped them (search ids come from the selectors).
+Visibility is ``selectors.visible_models_sql``, the catalog's rule written as SQL, in every
+query here. Lookups by a unique key are prepared statements on PostgreSQL; searches are not
+(see ``rawsql.fetch``).
 """
 
 # ruff: noqa: S608 - table and column names come from the models; values are always parameters.

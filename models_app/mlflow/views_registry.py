@@ -1,7 +1,8 @@
 """Model Registry RPCs (``/api/2.0/mlflow/registered-models/*``, ``/model-versions/*``).
 
-Reads go through the catalog selectors, writes through the catalog and governance services:
-permissions, audit, events and the promotion policy are exactly those of the native API.
+Reads are ``models_app.mlflow.reads`` (hand-written SQL, the catalog's visibility rule); writes go
+through the catalog and governance services: permissions, audit, events and the promotion policy
+are exactly those of the native API.
 """
 
 from __future__ import annotations

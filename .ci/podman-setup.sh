@@ -23,7 +23,9 @@ fi
 
 if ! curl -s --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; then
   mkdir -p "$(dirname "$SOCK")"
-  nohup podman system service --time=0 "unix://$SOCK" >/tmp/podman-service.log 2>&1 &
+  # From /: the service outlives this checkout, and once its working directory is deleted every
+  # container start through the socket fails with runc's "write child: broken pipe".
+  nohup env -C / podman system service --time=0 "unix://$SOCK" >/tmp/podman-service.log 2>&1 &
   for _ in $(seq 30); do curl -s --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1 && break; sleep 1; done
 fi
 

@@ -8,7 +8,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from django.conf import settings
@@ -633,18 +633,15 @@ class _TokenLookup:
         return token
 
 
-_token_lookup: _TokenLookup | None = None
+_token_lookup = cache(_TokenLookup)  # built once, when the apps are loaded
 
 
 def access_token_authenticate(raw: str) -> AccessToken | None:
     """Return the active token matching ``raw`` (with its user and the user's team roles loaded),
     marking it used at most once a minute."""
-    global _token_lookup
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         return None
-    if _token_lookup is None:
-        _token_lookup = _TokenLookup()
-    token = _token_lookup(AccessToken.digest_of(raw))
+    token = _token_lookup()(AccessToken.digest_of(raw))
     if token is None or not token.is_active or not token.user.is_active:
         return None
     now = timezone.now()

@@ -18,6 +18,7 @@ query here. Lookups by a unique key are prepared statements on PostgreSQL; searc
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -97,14 +98,9 @@ class _Sql:
         )
 
 
-_sql: _Sql | None = None
-
-
+@functools.cache
 def _statements() -> _Sql:
-    global _sql
-    if _sql is None:
-        _sql = _Sql()
-    return _sql
+    return _Sql()
 
 
 # --- Versions -------------------------------------------------------------------------------

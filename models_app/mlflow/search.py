@@ -184,46 +184,45 @@ def _like_to_glob(pattern: str) -> str:
     return "".join(out)
 
 
-def _like(column: str, op: str) -> tuple[str, object]:
-    """SQL for ``column LIKE/ILIKE %s`` with MLflow's semantics on this database, and the
-    function that turns the pattern into the parameter."""
-    vendor = connection.vendor
+def _like(column: str, op: str, rhs: str = "%s", vendor: str | None = None) -> tuple[str, object]:
+    """SQL for ``column LIKE/ILIKE rhs`` with MLflow's semantics on this database, and the
+    function that turns the pattern into the parameter. Shared by the SQL compiler below and the
+    ORM lookups of the tracking searches."""
+    vendor = vendor or connection.vendor
     if op == "LIKE":
         if vendor == "sqlite":  # SQLite's LIKE ignores case; GLOB does not
-            return f"{column} GLOB %s", _like_to_glob
-        return f"{column} LIKE %s", str
+            return f"{column} GLOB {rhs}", _like_to_glob
+        return f"{column} LIKE {rhs}", str
     if vendor == "postgresql":
-        return f"{column} ILIKE %s", str
-    return f"UPPER({column}) LIKE UPPER(%s)", str
+        return f"{column} ILIKE {rhs}", str
+    return f"UPPER({column}) LIKE UPPER({rhs})", str
 
 
 # --- Compiling string clauses to ORM filters (tracking searches) ------------------------------
 
 
-class MlflowLike(Lookup):
+class _MlflowPattern(Lookup):
+    operator = ""
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        sql, to_param = _like(lhs, self.operator, rhs, connection.vendor)
+        return sql, [*lhs_params, *[to_param(p) for p in rhs_params]]
+
+
+class MlflowLike(_MlflowPattern):
     """``LIKE`` with the pattern as given (``%``, ``_``), case-sensitive on every database."""
 
     lookup_name = "mlflow_like"
-
-    def as_sql(self, compiler, connection):
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        if connection.vendor == "sqlite":  # SQLite's LIKE ignores case; GLOB does not
-            return f"{lhs} GLOB {rhs}", [*lhs_params, *[_like_to_glob(p) for p in rhs_params]]
-        return f"{lhs} LIKE {rhs}", [*lhs_params, *rhs_params]
+    operator = "LIKE"
 
 
-class MlflowILike(Lookup):
+class MlflowILike(_MlflowPattern):
     """``ILIKE``: case-insensitive pattern match."""
 
     lookup_name = "mlflow_ilike"
-
-    def as_sql(self, compiler, connection):
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        if connection.vendor == "postgresql":
-            return f"{lhs} ILIKE {rhs}", [*lhs_params, *rhs_params]
-        return f"UPPER({lhs}) LIKE UPPER({rhs})", [*lhs_params, *rhs_params]
+    operator = "ILIKE"
 
 
 for _field in (CharField, TextField):

@@ -1,4 +1,4 @@
-"""Helpers for benchmarks: start a real Modelyard (gunicorn, optional Celery worker) in a scratch folder.
+"""Helpers for benchmarks: start a real Modelyard (Granian, optional Celery worker) in a scratch folder.
 
 Nothing here is imported by the application; benchmarks run by hand (see bench/README.md).
 """
@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from registry_project import webserver  # the server flags of runstack and the image
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -77,26 +79,9 @@ class Stack:
         self.manage("ensure_admin")
         self.token = self.manage("create_token", "admin", "--scopes", "read,write", "--name", "bench")
         self.processes["web"] = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "gunicorn",
-                "registry_project.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.workers),
-                "--threads",
-                "4",
-                "--worker-class",
-                "gthread",
-                "--timeout",
-                "600",
-                "--keep-alive",
-                "75",  # as runstack and the image: no idle-close race with kept-alive clients
-                "--log-level",
-                "warning",
-            ],
+            webserver.command(
+                bind=f"127.0.0.1:{self.port}", workers=str(self.workers), threads="4", access_log=False
+            ),
             cwd=ROOT,
             env=self.env,
         )

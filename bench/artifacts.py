@@ -328,7 +328,7 @@ def main() -> None:
         for name, mbps, note in rows:
             print(f"{name:46} {mbps * MiB / 1e6:8.0f}  {note}")
         print(
-            f"\nidle RSS, Modelyard web (2 gunicorn workers) + 1 Celery worker: {folder['idle_mib']:.0f} MiB"
+            f"\nidle RSS, Modelyard web (2 Granian workers) + 1 Celery worker: {folder['idle_mib']:.0f} MiB"
         )
         if peer:
             print(f"idle RSS, mlflow server: {peer['idle_mib']:.0f} MiB")

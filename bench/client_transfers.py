@@ -1,6 +1,6 @@
 """The `modelyard` client against a real registry: push, dedup push, pull, and lineage capture cost.
 
-Starts gunicorn (SQLite, folder store) in a scratch folder, then with ``modelyard.Client``:
+Starts the web server (Granian, SQLite, folder store) in a scratch folder, then with ``modelyard.Client``:
 1. pushes one file of random bytes (hashed, then uploaded in parallel parts through the API),
 2. pushes the same file again (attached by SHA-256: no file bytes sent),
 3. pulls it back (downloaded and SHA-256-verified),

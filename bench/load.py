@@ -1,11 +1,12 @@
 """Mixed-workload load test of the production-style stack; run by hand (see bench/README.md).
 
-Starts gunicorn (gthread workers) + one Celery worker on PostgreSQL and Redis, seeds a catalog
-through the API, then drives an open-loop mix — 80% reads and searches, 15% writes, 5% file
-uploads/downloads — at rising request rates, ``--step-seconds`` per rate, and reports for each
-rate: requests, errors, p50/p95/p99 latency. It stops at the first rate that misses p99 < 200 ms
-or has an error; the highest rate before it is the one the stack holds. Resident memory of web and
-worker is printed before and after. Only 127.0.0.1 is contacted; time and request counts are bounded.
+Starts the web server (Granian, 2 workers x 4 threads) + one Celery worker on PostgreSQL and
+Redis, seeds a catalog through the API, then drives an open-loop mix — 80% reads and searches, 15%
+writes, 5% file uploads/downloads — at rising request rates, ``--step-seconds`` per rate, and
+reports for each rate: requests, errors, p50/p95/p99 latency. It stops at the first rate that
+misses p99 < 200 ms or has an error; the highest rate before it is the one the stack holds.
+Resident memory of web and worker is printed before and after. Only 127.0.0.1 is contacted; time
+and request counts are bounded.
 
     .venv/bin/python bench/load.py --rates 10,20,40,60,80,100 --step-seconds 60
     .venv/bin/python bench/load.py --rates 40 --step-seconds 600       # the 10-minute run
@@ -199,7 +200,7 @@ def main() -> None:
         "--warmup-seconds", type=float, default=0, help="load at the first rate, untimed, before 'RSS before'"
     )
     parser.add_argument("--sample-seconds", type=float, default=0, help="print a time series (soak)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (4 threads each)")
+    parser.add_argument("--workers", type=int, default=2, help="web server workers (4 threads each)")
     parser.add_argument(
         "--database-url",
         default="postgres://postgres@127.0.0.1:5432/modelyard_load",

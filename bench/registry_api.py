@@ -13,7 +13,7 @@ with connection reuse (as the mlflow client does) and with a new connection per 
 table prints p50/p95/p99 latency, requests/s and Modelyard's throughput ratio at concurrency 8. The
 searches then run again on 10,000 x 10 (100k versions).
 
-Modelyard runs as in production: gunicorn (2 gthread workers x 4 threads, ``runstack``'s default),
+Modelyard runs as in production: Granian (2 workers x 4 threads, ``runstack``'s default),
 DEBUG off, PostgreSQL, a contributor's token (so visibility filtering is on). MLflow runs
 ``mlflow server`` with its default 4 uvicorn workers. Only 127.0.0.1 is contacted.
 """

@@ -13,7 +13,7 @@ One 20-feature LogisticRegression (trained here) for every row. Phases:
    MLflow protocol and Open Inference Protocol v2; server CPU per request (from /proc) and RSS;
 3. `mlflow models serve --env-manager local` on the same model (saved with `mlflow.sklearn` in its
    own venv), same payload, same client, same run;
-4. with `--registry`: a real Modelyard (gunicorn + a Celery worker on the filesystem broker), the
+4. with `--registry`: a real Modelyard (Granian + a Celery worker on the filesystem broker), the
    model registered through the API, `POST /api/v1/deployments/` → first successful prediction
    through `/api/v1/deployments/{id}/predict` for each target (`docker` twice: cold, then warm with
    the requirements layer cached), then latency through the registry proxy.

@@ -7,10 +7,8 @@ role="${1:-web}"
 case "$role" in
   web)
     if [ "${MODELYARD_MIGRATE_ON_START:-false}" = "true" ]; then python manage.py migrate --noinput; fi
-    exec gunicorn registry_project.wsgi:application \
-      --bind "${MODELYARD_BIND:-0.0.0.0:8000}" --worker-class gthread \
-      --workers "${WEB_CONCURRENCY:-2}" --threads "${WEB_THREADS:-4}" --timeout "${WEB_TIMEOUT:-300}" \
-      --keep-alive "${WEB_KEEPALIVE:-75}" --access-logfile - "$@" ;;
+    # Granian; its flags live in registry_project/webserver.py (extra arguments are passed on).
+    MODELYARD_BIND="${MODELYARD_BIND:-0.0.0.0:8000}" exec python -m registry_project.webserver "$@" ;;
   worker)
     exec celery -A registry_project worker --loglevel "${LOG_LEVEL:-INFO}" \
       --concurrency "${CELERY_CONCURRENCY:-2}" --queues "${CELERY_QUEUES:-celery,deployments}" "$@" ;;

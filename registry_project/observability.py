@@ -2,7 +2,7 @@
 
 - ``JsonFormatter`` (``LOG_FORMAT=json``): one JSON object a line, with the request id.
 - ``MetricsMiddleware`` + ``metrics_view`` (``/metrics``): requests, errors and latency by route.
-  With several gunicorn workers set ``PROMETHEUS_MULTIPROC_DIR`` so they add up.
+  With several web server workers set ``PROMETHEUS_MULTIPROC_DIR`` so they add up.
 - Celery workers serve their own ``/metrics`` on ``MODELYARD_WORKER_METRICS_PORT`` when set.
 - ``SecurityHeadersMiddleware``: a strict Content-Security-Policy on HTML pages.
 """

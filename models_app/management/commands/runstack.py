@@ -1,4 +1,5 @@
-"""``manage.py runstack``: serve the web app (gunicorn) and a Celery worker together.
+"""``manage.py runstack``: serve the web app (Granian, ``registry_project.webserver``) and a Celery
+worker together.
 
 What ``make run`` starts. Ctrl-C (SIGINT) or SIGTERM stops both; if either exits, the other
 is stopped too, so a half-running registry never lingers.
@@ -14,9 +15,11 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from registry_project import webserver
+
 
 class Command(BaseCommand):
-    help = "Run gunicorn and a Celery worker until interrupted."
+    help = "Run the web server and a Celery worker until interrupted."
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("MODELYARD_BIND", "127.0.0.1:8000"))
@@ -26,29 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         python = sys.executable
         commands = {
-            "web": [
-                python,
-                "-m",
-                "gunicorn",
-                "registry_project.wsgi:application",
-                "--bind",
-                options["bind"],
-                "--workers",
-                str(options["workers"]),
-                "--threads",
-                "4",
-                "--worker-class",
-                "gthread",
-                "--timeout",
-                "300",
-                # gunicorn closes idle kept-alive connections after 2 s by default: a client that
-                # sends on one as it closes gets a connection error (seen under bench/load.py).
-                # Longer than the usual load balancer idle timeout (60 s), as their docs advise.
-                "--keep-alive",
-                os.environ.get("WEB_KEEPALIVE", "75"),
-                "--access-logfile",
-                "-",
-            ],
+            "web": webserver.command(bind=options["bind"], workers=str(options["workers"])),
         }
         if not options["no_worker"]:
             commands["worker"] = [

@@ -514,9 +514,6 @@ def deployment_event_report(
 
 def deployments_follow_alias(*, model_id: int, alias: str, actor_id: int | None = None) -> int:
     """After ``alias`` of a model moved: redeploy the deployments that follow it (a hook)."""
-    following = Deployment.objects.filter(
-        model_id=model_id, alias=alias, follow_alias=True, desired_state=DesiredState.RUNNING
-    ).exclude(status__in=[S.STOPPING, S.STOPPED])
     # Most moves have no follower: a prepared one-row probe answers that (this runs after every
     # alias move, so it skips the ORM's compilation of the query above).
     probe = (
@@ -526,6 +523,9 @@ def deployments_follow_alias(*, model_id: int, alias: str, actor_id: int | None 
     values = [model_id, alias, True, DesiredState.RUNNING.value, S.STOPPING.value, S.STOPPED.value]
     if not rawsql.fetch(probe, values, prepared=True):
         return 0
+    following = Deployment.objects.filter(
+        model_id=model_id, alias=alias, follow_alias=True, desired_state=DesiredState.RUNNING
+    ).exclude(status__in=[S.STOPPING, S.STOPPED])
     found = ModelAlias.objects.filter(model_id=model_id, alias=alias).select_related("version")[:1]
     moved = next(iter(found), None)
     count = 0

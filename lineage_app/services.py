@@ -101,8 +101,10 @@ def lineage_set(*, actor, version: ModelVersion, document: dict) -> TrainingRun:
             f"Version {version.version} is {version.status}: its provenance is frozen; add an amendment.",
             code="version_frozen",
         )
-    before = lineage_document(version=version) if hasattr(version, "training_run") else None
-    TrainingRun.objects.filter(version=version).delete()
+    before = None
+    if TrainingRun.objects.filter(version=version).exists():  # a new version has none: skip the cascade
+        before = lineage_document(version=version)
+        TrainingRun.objects.filter(version=version).delete()
     VersionParent.objects.filter(child=version).delete()
     run = _run_create(version, document)
     audit_record(

@@ -53,21 +53,10 @@ def _model_of(obj: Any) -> RegisteredModel | None:
     return model if isinstance(model, RegisteredModel) else None
 
 
-def audit_record(
-    *,
-    actor,
-    action: str,
-    obj: Any,
-    before: dict | None = None,
-    after: dict | None = None,
-    model: RegisteredModel | None = None,
-) -> AuditEvent:
-    """Append an audit event for ``obj``. Call it inside the transaction of the change."""
+def _audit_event(*, actor, action: str, obj: Any, before, after, model) -> AuditEvent:
     ctx = request_context.current()
-    model = model or _model_of(obj)
-    actor = actor if getattr(actor, "is_authenticated", False) else None
     _emit_event_for(action, obj=obj, model=model, actor=actor, before=before, after=after)
-    return AuditEvent.objects.create(
+    return AuditEvent(
         actor=actor,
         actor_username=actor.get_username() if actor else "",
         token_id=ctx.token_id,
@@ -81,6 +70,38 @@ def audit_record(
         team_id=model.team_id if model else None,
         before=before,
         after=after,
+    )
+
+
+def audit_record(
+    *,
+    actor,
+    action: str,
+    obj: Any,
+    before: dict | None = None,
+    after: dict | None = None,
+    model: RegisteredModel | None = None,
+) -> AuditEvent:
+    """Append an audit event for ``obj``. Call it inside the transaction of the change."""
+    actor = actor if getattr(actor, "is_authenticated", False) else None
+    event = _audit_event(
+        actor=actor, action=action, obj=obj, before=before, after=after, model=model or _model_of(obj)
+    )
+    event.save()
+    return event
+
+
+def audit_records(
+    *, actor, action: str, obj: Any, changes: list[tuple[dict | None, dict | None]]
+) -> list[AuditEvent]:
+    """``audit_record`` for several ``(before, after)`` changes of one object, in one insert."""
+    actor = actor if getattr(actor, "is_authenticated", False) else None
+    model = _model_of(obj)
+    return AuditEvent.objects.bulk_create(
+        [
+            _audit_event(actor=actor, action=action, obj=obj, before=before, after=after, model=model)
+            for before, after in changes
+        ]
     )
 
 
@@ -405,17 +426,54 @@ def version_tag_delete(*, actor, version: ModelVersion, key: str) -> None:
 # --- Aliases --------------------------------------------------------------------------------
 
 
+class _AliasStatements:
+    """Set alias's lookups, hand-written (see ``registry_project.rawsql``): every alias move reads
+    the model's policy and locks the alias row, and compiling those two ORM queries cost more
+    than the database's answers."""
+
+    def __init__(self) -> None:
+        from django.db import connection
+
+        self.policy = rawsql.ModelColumns(PromotionPolicy, "p")
+        self.policy_sql = (
+            f"SELECT {self.policy.sql} FROM {rawsql.table(PromotionPolicy)} p WHERE p.model_id = %s"  # noqa: S608
+        )
+        self.alias = rawsql.ModelColumns(ModelAlias, "a")
+        self.version = rawsql.ModelColumns(ModelVersion, "v")
+        lock = ""
+        if connection.features.has_select_for_update:  # SQLite: the write lock of the transaction
+            lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else " FOR UPDATE"
+        self.alias_sql = (
+            f"SELECT {self.alias.sql}, {self.version.sql} FROM {rawsql.table(ModelAlias)} a "  # noqa: S608
+            f"JOIN {rawsql.table(ModelVersion)} v ON v.id = a.version_id "
+            f"WHERE a.model_id = %s AND a.alias = %s{lock}"
+        )
+
+
+_alias_statements = cache(_AliasStatements)
+
+
 def policy_get(*, model: RegisteredModel) -> PromotionPolicy:
     """The model's promotion policy, created from ``MODELYARD_POLICY_DEFAULTS`` on first use."""
-    policy, _ = PromotionPolicy.objects.get_or_create(model=model)
+    sql = _alias_statements()
+    rows = rawsql.fetch(sql.policy_sql, [model.pk], prepared=True)
+    if rows:
+        policy = sql.policy.build(rows[0])
+    else:
+        policy, _ = PromotionPolicy.objects.get_or_create(model=model)
+    policy.model = model
     return policy
 
 
 def _alias_locked(model: RegisteredModel, alias: str) -> ModelAlias | None:
-    found = ModelAlias.objects.select_for_update().select_related("version").filter(model=model, alias=alias)
-    existing = next(iter(found[:1]), None)  # (model, alias) is unique; .first() would add an ORDER BY
-    if existing is not None:
-        existing.model = model  # the audit record names it: no second read
+    """The alias row, locked until the transaction ends (its version loaded), or None."""
+    sql = _alias_statements()
+    rows = rawsql.fetch(sql.alias_sql, [model.pk, alias], prepared=True)
+    if not rows:
+        return None
+    existing = sql.alias.build(rows[0])
+    existing.version = sql.version.build(rows[0], sql.alias.width)
+    existing.model = model  # the audit record names it: no second read
     return existing
 
 
@@ -770,15 +828,14 @@ def blob_put(*, stream, size: int | None) -> Blob:
         spooled.discard()
 
 
-def blob_visible_to(*, user, sha256: str) -> Blob | None:
-    """The blob with ``sha256`` if it is part of a version ``user`` may read (dedup without leaks).
-
-    Existence of content in another team's private model is not revealed.
-    """
+def blobs_visible_to(*, user, digests: set[str]) -> set[str]:
+    """The digests among ``digests`` that are part of a version ``user`` may read (dedup
+    without leaks: content in another team's private model is not revealed)."""
     from models_app.selectors import model_version_list
 
     visible_versions = model_version_list(user=user).values("pk")
-    return Blob.objects.filter(pk=sha256, version_files__version__in=visible_versions).distinct().first()
+    found = Blob.objects.filter(pk__in=digests, version_files__version__in=visible_versions)
+    return set(found.values_list("pk", flat=True).distinct())
 
 
 @transaction.atomic
@@ -789,26 +846,51 @@ def version_files_attach(
 
     ``vouched_blobs`` are digests the caller has already shown ``actor`` may read by another
     route (the files of an MLflow run or logged model the actor can see); other digests must be
-    part of a version the actor can read.
+    part of a version the actor can read. A path named twice takes its last digest.
 
-    Returns ``{"attached": [...], "missing": [...]}``: the caller uploads the missing ones.
+    Returns ``{"attached": [...], "missing": [...]}``: the caller uploads the missing ones. A
+    constant number of queries whatever the number of files (an MLflow model has 5-10), and
+    one audit record per attached file.
     """
     _require(actor, "models_app.change_modelversion", version)
-    attached, missing = [], []
+    wanted: dict[str, str] = {}
     for entry in files:
-        path = artifacts.validate_file_path(entry["path"])
-        sha256 = artifacts.validate_sha256(entry["sha256"])
-        if sha256 in vouched_blobs:
-            blob = Blob.objects.filter(pk=sha256).first()
-        else:
-            blob = blob_visible_to(user=actor, sha256=sha256)
-        if blob is None:
-            missing.append({"path": path, "sha256": sha256})
-            continue
-        # Lock the blob row so a concurrent gc_blobs cannot remove it under us.
-        Blob.objects.select_for_update().get(pk=blob.pk)
-        _version_file_put(actor=actor, version=version, path=path, blob=blob, action="file.attached")
-        attached.append({"path": path, "sha256": sha256, "size": blob.size})
+        wanted[artifacts.validate_file_path(entry["path"])] = artifacts.validate_sha256(entry["sha256"])
+    digests = set(wanted.values())
+    readable = digests & vouched_blobs
+    if digests - readable:
+        readable |= blobs_visible_to(user=actor, digests=digests - readable)
+    # Locked (in one order) so a concurrent gc_blobs cannot remove them under us.
+    blobs = {b.pk: b for b in Blob.objects.select_for_update().filter(pk__in=readable).order_by("pk")}
+    missing = [{"path": path, "sha256": sha} for path, sha in wanted.items() if sha not in blobs]
+    present = {path: blobs[sha] for path, sha in wanted.items() if sha in blobs}
+    if not present:
+        return {"attached": [], "missing": missing}
+    version = _lock_pending_version(version)
+    existing = {
+        f.path: f
+        for f in VersionFile.objects.filter(version=version, path__in=list(present)).select_related("blob")
+    }
+    added = [path for path in present if path not in existing]
+    limit = settings.MODELYARD_MAX_FILES_PER_VERSION
+    if added and version.files.count() + len(added) > limit:
+        raise ValidationError({"path": f"A version may hold at most {limit} files."})
+    changes, moved = [], []
+    for path, blob in present.items():
+        item = existing.get(path)
+        changes.append(
+            (
+                {"path": path, "sha256": item.blob_id, "size": item.blob.size} if item else None,
+                {"path": path, "sha256": blob.sha256, "size": blob.size},
+            )
+        )
+        if item is not None:
+            item.blob = blob
+            moved.append(item)
+    VersionFile.objects.bulk_update(moved, ["blob"])
+    VersionFile.objects.bulk_create([VersionFile(version=version, path=p, blob=present[p]) for p in added])
+    audit_records(actor=actor, action="file.attached", obj=version, changes=changes)
+    attached = [{"path": path, "sha256": blob.sha256, "size": blob.size} for path, blob in present.items()]
     return {"attached": attached, "missing": missing}
 
 

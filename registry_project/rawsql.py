@@ -10,10 +10,10 @@ queryset) and portable parameter lists (``id_in``). Everything here runs on SQLi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+import orjson
 from django.conf import settings
 from django.db import connection
 from django.db.models import Model
@@ -93,7 +93,11 @@ class ModelColumns:
 
 def id_in(column: str, ids: Sequence[int]) -> tuple[str, list]:
     """``column IN (ids)`` as SQL and parameters: one array parameter on PostgreSQL (any number
-    of ids), placeholders elsewhere (callers chunk with :func:`chunks`)."""
+    of ids), placeholders elsewhere (callers chunk with :func:`chunks`). One id is ``column = %s``:
+    PostgreSQL re-plans a prepared statement with an array parameter on every run (its generic
+    plan looks costlier), which was 0.8 ms of a get model's 1 ms in the database."""
+    if len(ids) == 1:
+        return f"{column} = %s", [int(ids[0])]
     if connection.vendor == "postgresql":  # as text: psycopg's list dumper checks every element
         return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(str(int(pk)) for pk in ids) + "}"]
     return f"{column} IN ({', '.join(['%s'] * len(ids))})", list(ids)
@@ -132,7 +136,7 @@ def json_columns(*subqueries: str) -> str:
 
 def json_row(value: str) -> list[list]:
     """The lists of a :func:`json_columns` column (an empty list where PostgreSQL says NULL)."""
-    return [item or [] for item in json.loads(value)]
+    return [item or [] for item in orjson.loads(value)]
 
 
 def _prepared_cursor():

@@ -7,7 +7,9 @@ ORM's per-call query compilation and model instances (see ``registry_project.raw
   and its tags and aliases as JSON arrays from correlated subqueries (``rawsql.json_pairs``);
 - a model is two: the model with its tags and aliases, then its latest version per stage;
 - a search page is the same one or two queries, whatever the page size: the search grammar
-  compiles to SQL conditions (``search.registered_model_where``/``model_version_where``).
+  compiles to SQL conditions (``search.registered_model_where``/``model_version_where``);
+- the writes' own lookups (``model_for_write``, ``version_for_write``) are one prepared query each
+  that returns model instances, as the services take them.
 
 Visibility is ``selectors.visible_models_sql``, the catalog's rule written as SQL, in every
 query here. Lookups by a unique key are prepared statements on PostgreSQL; searches are not
@@ -30,6 +32,7 @@ from models_app.mlflow.search import Where
 from models_app.models import ModelAlias, ModelTag, ModelVersion, RegisteredModel, VersionTag
 from models_app.selectors import visible_models_sql
 from registry_project.rawsql import (
+    ModelColumns,
     chunks,
     epoch_ms,
     fetch,
@@ -91,6 +94,17 @@ class _Sql:
             f"SELECT m.id, m.name, m.description, {epoch_ms('m.created_at')}, {epoch_ms('m.updated_at')}, "
             f"u.{username}, {json_columns(model_tags, model_aliases)} "
             f"FROM {table(RegisteredModel)} m LEFT JOIN {table(user)} u ON u.id = m.created_by_id WHERE "
+        )
+        self.model_columns = ModelColumns(RegisteredModel, "m")
+        self.version_columns = ModelColumns(ModelVersion, "v")
+        self.model_for_write = (
+            f"SELECT {self.model_columns.sql} FROM {table(RegisteredModel)} m "
+            "WHERE UPPER(m.name) = UPPER(%s) AND "
+        )
+        self.version_for_write = (
+            f"SELECT {self.version_columns.sql}, {self.model_columns.sql} FROM {table(ModelVersion)} v "
+            f"JOIN {table(RegisteredModel)} m ON m.id = v.model_id "
+            "WHERE UPPER(m.name) = UPPER(%s) AND v.version = %s AND "
         )
         self.alias_of_model = (
             f"v.id = (SELECT a.version_id FROM {table(ModelAlias)} a "
@@ -266,3 +280,26 @@ def version_search(*, user, where: Where, order: Sequence[str], offset: int, lim
     sql = _statements().versions + f"{visible} AND {where.sql}" + _page_sql(order, "v.id")
     rows = fetch(sql, [*params, *where.params, limit + 1, offset])
     return [_version(row) for row in rows[:limit]], len(rows) > limit
+
+
+# --- Instances for writes -------------------------------------------------------------------
+
+
+def model_for_write(*, user, name: str) -> RegisteredModel | None:
+    """The visible model ``name`` (any case) as an instance, for a service to change, or None."""
+    sql = _statements()
+    visible, params = visible_models_sql(user, "m")
+    rows = fetch(sql.model_for_write + visible, [name, *params], prepared=True)
+    return sql.model_columns.build(rows[0]) if rows else None
+
+
+def version_for_write(*, user, name: str, number: int) -> tuple[RegisteredModel, ModelVersion] | None:
+    """The visible version ``number`` of model ``name`` and that model, as instances, or None."""
+    sql = _statements()
+    visible, params = visible_models_sql(user, "m")
+    rows = fetch(sql.version_for_write + visible, [name, number, *params], prepared=True)
+    if not rows:
+        return None
+    version = sql.version_columns.build(rows[0])
+    version.model = model = sql.model_columns.build(rows[0], sql.version_columns.width)
+    return model, version

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 
+import orjson
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
@@ -40,7 +41,8 @@ _JSON = "application/json"
 
 
 def json_response(data: dict, status: int = 200) -> HttpResponse:
-    return HttpResponse(json.dumps(data, separators=(",", ":")), status=status, content_type=_JSON)
+    # orjson: a page of 100 models with their versions took ~1 ms to encode with json.dumps.
+    return HttpResponse(orjson.dumps(data), status=status, content_type=_JSON)
 
 
 def error_response(exc: MlflowError) -> HttpResponse:

@@ -29,10 +29,10 @@ _VERSION_ALIAS = re.compile(r"^[vV]\d+$")
 
 def _model(user, name: str) -> RegisteredModel:
     """The visible model ``name`` as an instance, for writes (reads encode from ``reads``)."""
-    try:
-        return selectors.registered_model_list(user=user).prefetch_related(None).get(name__iexact=name)
-    except RegisteredModel.DoesNotExist as exc:
-        raise not_found(f"Registered Model with name={name} not found") from exc
+    model = reads.model_for_write(user=user, name=name)
+    if model is None:
+        raise not_found(f"Registered Model with name={name} not found")
+    return model
 
 
 def _version_missing(user, name: str, number: int) -> MlflowError:
@@ -45,12 +45,10 @@ def _model_and_version(request, params: Params) -> tuple[RegisteredModel, ModelV
     """The visible version ``name``/``version`` and its model as instances, for writes."""
     name = params.str("name", required=True)
     number = version_number(params.str("version", required=True))
-    qs = selectors.model_version_list(user=request.user).select_related(None).select_related("model")
-    found = qs.prefetch_related(None).filter(model__name__iexact=name, version=number)
-    version = next(iter(found[:1]), None)  # (model, version) is unique: no ORDER BY needed
-    if version is None:
+    found = reads.version_for_write(user=request.user, name=name, number=number)
+    if found is None:
         raise _version_missing(request.user, name, number)
-    return version.model, version
+    return found
 
 
 def _model_body(user, model: RegisteredModel) -> dict:

@@ -220,6 +220,55 @@ def test_attach_does_not_reveal_content_of_private_models(
     assert response.json()["attached"] == [] and len(response.json()["missing"]) == 1
 
 
+def test_attaching_many_files_costs_the_same_queries_as_one_and_audits_each(
+    api, owner, internal_model, version, settings, django_assert_max_num_queries
+):
+    client = api(owner)
+    contents = [os.urandom(64) for _ in range(12)]
+    for index, data in enumerate(contents):
+        put(client, f"f{index}.bin", data)
+    files = [{"path": f"copy/{i}.bin", "sha256": sha(data)} for i, data in enumerate(contents)]
+
+    def attach(number: int, entries: list[dict]):
+        return client.post(
+            f"/api/v1/models/churn/versions/{number}/files/", {"files": entries}, format="json"
+        )
+
+    one = services.model_version_create(actor=owner, model=internal_model)
+    with django_assert_max_num_queries(40) as one_file:
+        assert attach(one.version, files[:1]).status_code == 200
+    many = services.model_version_create(actor=owner, model=internal_model)
+    with django_assert_max_num_queries(len(one_file.captured_queries)):
+        response = attach(many.version, files)
+    assert response.status_code == 200 and len(response.json()["attached"]) == 12
+    assert sorted(VersionFile.objects.filter(version=many).values_list("path", flat=True)) == sorted(
+        f["path"] for f in files
+    )
+    events = AuditEvent.objects.filter(action="file.attached", object_id=str(many.pk))
+    assert sorted(e.after["path"] for e in events) == sorted(f["path"] for f in files)
+
+    # A path named twice takes its last digest; a re-attach records what it replaced.
+    again = [
+        {"path": "copy/0.bin", "sha256": sha(contents[1])},
+        {"path": "copy/0.bin", "sha256": sha(contents[2])},
+    ]
+    assert attach(many.version, again).json()["attached"] == [
+        {"path": "copy/0.bin", "sha256": sha(contents[2]), "size": 64}
+    ]
+    assert VersionFile.objects.get(version=many, path="copy/0.bin").blob_id == sha(contents[2])
+    latest = AuditEvent.objects.filter(action="file.attached", object_id=str(many.pk)).order_by("-id")[0]
+    assert latest.before == {"path": "copy/0.bin", "sha256": sha(contents[0]), "size": 64}
+
+    # The file limit counts the whole batch: nothing of a refused batch is kept.
+    settings.MODELYARD_MAX_FILES_PER_VERSION = 13
+    extra = services.model_version_create(actor=owner, model=internal_model)
+    assert attach(extra.version, files).status_code == 200
+    too_many = [{"path": f"more/{i}.bin", "sha256": sha(contents[i])} for i in range(2)]
+    response = attach(extra.version, too_many)
+    assert response.status_code == 400 and "at most 13 files" in response.json()["message"]
+    assert VersionFile.objects.filter(version=extra).count() == 12
+
+
 def test_archive_streams_a_tar_of_the_tree(api, owner, version):
     client = api(owner)
     files = {"MLmodel": b"flavors: {}\n", "model/model.skops": os.urandom(5000), "empty.txt": b""}

@@ -95,7 +95,7 @@ def lineage_set(*, actor, version: ModelVersion, document: dict) -> TrainingRun:
     Frozen versions refuse (409): corrections go through ``lineage_amend``.
     """
     _require(actor, "models_app.change_modelversion", version)
-    version = ModelVersion.objects.select_for_update().select_related("model").get(pk=version.pk)
+    version = ModelVersion.objects.select_for_update(of=("self",)).select_related("model").get(pk=version.pk)
     if version.is_frozen:
         raise Conflict(
             f"Version {version.version} is {version.status}: its provenance is frozen; add an amendment.",

@@ -432,8 +432,6 @@ class _AliasStatements:
     than the database's answers."""
 
     def __init__(self) -> None:
-        from django.db import connection
-
         self.policy = rawsql.ModelColumns(PromotionPolicy, "p")
         self.policy_sql = (
             f"SELECT {self.policy.sql} FROM {rawsql.table(PromotionPolicy)} p WHERE p.model_id = %s"  # noqa: S608

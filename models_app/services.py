@@ -721,9 +721,10 @@ def _lock_pending_version(version: ModelVersion) -> ModelVersion:
     return locked
 
 
-def _check_file_count(version: ModelVersion, path: str) -> None:
+def _check_file_count(version: ModelVersion, new_paths: list[str] | tuple[str, ...]) -> None:
+    """Refuse ``new_paths`` (paths the version does not hold yet) past the per-version limit."""
     limit = settings.MODELYARD_MAX_FILES_PER_VERSION
-    if not version.files.filter(path=path).exists() and version.files.count() >= limit:
+    if new_paths and version.files.count() + len(new_paths) > limit:
         raise ValidationError({"path": f"A version may hold at most {limit} files."})
 
 
@@ -750,8 +751,8 @@ def _blob_store(spooled: artifacts.Spooled | artifacts.Staged) -> Blob:
 def _version_file_put(*, actor, version: ModelVersion, path: str, blob: Blob, action: str) -> VersionFile:
     """Point ``path`` of a PENDING version at ``blob`` (inside the caller's transaction)."""
     version = _lock_pending_version(version)
-    _check_file_count(version, path)
     existing = VersionFile.objects.filter(version=version, path=path).select_related("blob").first()
+    _check_file_count(version, () if existing else (path,))
     before = {"path": path, "sha256": existing.blob_id, "size": existing.blob.size} if existing else None
     if existing:
         existing.blob = blob
@@ -884,9 +885,7 @@ def version_files_attach(
         for f in VersionFile.objects.filter(version=version, path__in=list(present)).select_related("blob")
     }
     added = [path for path in present if path not in existing]
-    limit = settings.MODELYARD_MAX_FILES_PER_VERSION
-    if added and version.files.count() + len(added) > limit:
-        raise ValidationError({"path": f"A version may hold at most {limit} files."})
+    _check_file_count(version, added)
     changes, moved = [], []
     for path, blob in present.items():
         item = existing.get(path)
@@ -985,7 +984,7 @@ def upload_session_begin(
     if size < 0 or size > limit:
         raise ValidationError({"size": f"Give a size between 0 and {limit} bytes."})
     version = _lock_pending_version(version)
-    _check_file_count(version, path)
+    _check_file_count(version, () if version.files.filter(path=path).exists() else (path,))
     store = artifacts.get_store()
     session = UploadSession(
         version=version,

@@ -20,6 +20,11 @@ import shutil
 import sys
 
 
+def bind_address(bind: str | None = None) -> str:
+    """``bind``, else ``MODELYARD_BIND``, else the local default."""
+    return bind or os.environ.get("MODELYARD_BIND", "127.0.0.1:8000")
+
+
 def _split_bind(bind: str) -> tuple[str, str]:
     host, sep, port = bind.rpartition(":")
     if not sep or not port.isdigit() or not host:
@@ -37,7 +42,7 @@ def command(
 ) -> list[str]:
     """The server's command line; arguments left out come from the environment (README's table).
     ``extra`` are more Granian flags (``granian --help``), e.g. ``--workers-max-rss 512``."""
-    host, port = _split_bind(bind or os.environ.get("MODELYARD_BIND", "127.0.0.1:8000"))
+    host, port = _split_bind(bind_address(bind))
     granian = shutil.which("granian", path=os.path.dirname(sys.executable)) or "granian"
     return [
         granian,

@@ -22,14 +22,15 @@ class Command(BaseCommand):
     help = "Run the web server and a Celery worker until interrupted."
 
     def add_arguments(self, parser):
-        parser.add_argument("--bind", default=os.environ.get("MODELYARD_BIND", "127.0.0.1:8000"))
-        parser.add_argument("--workers", default=os.environ.get("WEB_CONCURRENCY", "2"))
+        # Defaults (MODELYARD_BIND, WEB_CONCURRENCY) are the web server's: registry_project.webserver.
+        parser.add_argument("--bind", help="host:port to serve on")
+        parser.add_argument("--workers", help="web server worker processes")
         parser.add_argument("--no-worker", action="store_true", help="Serve the web app only.")
 
     def handle(self, *args, **options):
         python = sys.executable
         commands = {
-            "web": webserver.command(bind=options["bind"], workers=str(options["workers"])),
+            "web": webserver.command(bind=options["bind"], workers=options["workers"]),
         }
         if not options["no_worker"]:
             commands["worker"] = [
@@ -49,7 +50,7 @@ class Command(BaseCommand):
             ]
             commands["worker"] = [part for part in commands["worker"] if part]
         processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}  # noqa: S603
-        host = options["bind"]
+        host = webserver.bind_address(options["bind"])
         self.stdout.write(self.style.SUCCESS(f"Modelyard is starting on http://{host}/  (Ctrl-C stops it)"))
 
         stopping = False

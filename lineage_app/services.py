@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -39,6 +40,15 @@ def environment_get_or_create(
     *, python: str = "", platform: str = "", accelerator: str = "", packages: list[tuple[str, str]]
 ) -> Environment:
     """The environment with exactly these facts, created once and shared (dedup by digest)."""
+    return _environment_get_or_create(
+        python=python, platform=platform, accelerator=accelerator, packages=packages
+    )[0]
+
+
+def _environment_get_or_create(
+    *, python: str, platform: str, accelerator: str, packages: list[tuple[str, str]]
+) -> tuple[Environment, list[tuple[str, str]]]:
+    """``environment_get_or_create`` and its packages as stored: canonical names, by name."""
     normalized = sorted({canonicalize_name(name): version for name, version in packages}.items())
     digest = hashlib.sha256(
         json.dumps(
@@ -47,7 +57,7 @@ def environment_get_or_create(
     ).hexdigest()
     environment = Environment.objects.filter(digest=digest).first()
     if environment is not None:
-        return environment
+        return environment, normalized
     with transaction.atomic():
         environment, created = Environment.objects.get_or_create(
             digest=digest, defaults={"python": python, "platform": platform, "accelerator": accelerator}
@@ -56,10 +66,10 @@ def environment_get_or_create(
             EnvironmentPackage.objects.bulk_create(
                 [EnvironmentPackage(environment=environment, name=n, version=v) for n, v in normalized]
             )
-    return environment
+    return environment, normalized
 
 
-def _code_get_or_create(code: dict) -> CodeRevision:
+def _code_get_or_create(code: dict) -> tuple[CodeRevision, list[str]]:
     ancestors = list(dict.fromkeys(code.get("ancestors") or []))[:MAX_ANCESTORS]
     revision = CodeRevision.objects.create(
         repo_url=strip_credentials(code.get("repo_url", "")),
@@ -72,7 +82,7 @@ def _code_get_or_create(code: dict) -> CodeRevision:
         ancestor_count=len(ancestors),
     )
     CommitAncestor.objects.bulk_create([CommitAncestor(revision=revision, sha=sha) for sha in ancestors])
-    return revision
+    return revision, ancestors
 
 
 def _dataset_version(entry: dict) -> DatasetVersion:
@@ -106,23 +116,26 @@ def lineage_set(*, actor, version: ModelVersion, document: dict) -> TrainingRun:
         before = lineage_document(version=version)
         TrainingRun.objects.filter(version=version).delete()
     VersionParent.objects.filter(child=version).delete()
-    run = _run_create(version, document)
-    audit_record(
-        actor=actor, action="lineage.set", obj=version, before=before, after=lineage_document(version=version)
-    )
+    run, written = _run_create(version, document)
+    # The "after" state is built from the rows just written: the same shape lineage_document
+    # reads back (a test compares the two), without reading them again.
+    audit_record(actor=actor, action="lineage.set", obj=version, before=before, after=_document_of(**written))
     return run
 
 
-def _run_create(version: ModelVersion, document: dict) -> TrainingRun:
+def _run_create(version: ModelVersion, document: dict) -> tuple[TrainingRun, dict]:
+    """Write the rows of ``document``; return the run and ``_document_of``'s arguments for them."""
     run_doc = document.get("run") or {}
     environment = None
+    packages: list[tuple[str, str]] = []
     if env := document.get("environment"):
-        environment = environment_get_or_create(
+        environment, packages = _environment_get_or_create(
             python=env.get("python", ""),
             platform=env.get("platform", ""),
             accelerator=env.get("accelerator", ""),
             packages=[(p["name"], p["version"]) for p in env.get("packages", [])],
         )
+    code, ancestors = _code_get_or_create(document["code"]) if document.get("code") else (None, [])
     run = TrainingRun.objects.create(
         version=version,
         external_id=run_doc.get("id", ""),
@@ -136,27 +149,61 @@ def _run_create(version: ModelVersion, document: dict) -> TrainingRun:
         metrics=run_doc.get("metrics") or {},
         tags=run_doc.get("tags") or {},
         extra=document.get("extra") or {},
-        code=_code_get_or_create(document["code"]) if document.get("code") else None,
+        code=code,
         environment=environment,
     )
+    datasets: dict[int, RunDataset] = {}  # a dataset named twice is one row (get_or_create)
     for entry in document.get("datasets") or []:
-        RunDataset.objects.get_or_create(
+        link, _ = RunDataset.objects.get_or_create(
             run=run, dataset_version=_dataset_version(entry), role=entry.get("role", "train")
         )
-    for parent in document.get("parents") or []:
+        datasets.setdefault(link.pk, link)
+    parents = [
         VersionParent.objects.create(child=version, parent=parent["version_obj"], relation=parent["relation"])
-    return run
+        for parent in document.get("parents") or []
+    ]
+    return run, {
+        "run": run,
+        "parents": parents,
+        "datasets": list(datasets.values()),
+        "packages": packages,
+        "ancestors": ancestors,
+    }
 
 
 def lineage_document(*, version: ModelVersion) -> dict:
     """The provenance of a version in the same shape as ``PUT …/lineage`` takes."""
     run = TrainingRun.objects.select_related("code", "environment").filter(version=version).first()
-    parents = [
+    parents = list(VersionParent.objects.filter(child=version).select_related("parent__model").order_by("id"))
+    if run is None:
+        return _document_of(run=None, parents=parents, datasets=[], packages=[], ancestors=[])
+    return _document_of(
+        run=run,
+        parents=parents,
+        datasets=list(run.datasets.select_related("dataset_version__dataset").order_by("id")),
+        packages=[(p.name, p.version) for p in run.environment.packages.all()] if run.environment else [],
+        ancestors=list(run.code.ancestors.values_list("sha", flat=True).order_by("id")) if run.code else [],
+    )
+
+
+def _iso(value) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def _document_of(
+    *,
+    run: TrainingRun | None,
+    parents: list[VersionParent],
+    datasets: list[RunDataset],
+    packages: list[tuple[str, str]],
+    ancestors: list[str],
+) -> dict:
+    links = [
         {"model": link.parent.model.name, "version": link.parent.version, "relation": link.relation}
-        for link in VersionParent.objects.filter(child=version).select_related("parent__model")
+        for link in parents
     ]
     if run is None:
-        return {"datasets": [], "code": None, "environment": None, "run": None, "parents": parents}
+        return {"datasets": [], "code": None, "environment": None, "run": None, "parents": links}
     code = run.code
     env = run.environment
     return {
@@ -169,7 +216,7 @@ def lineage_document(*, version: ModelVersion) -> dict:
                 "rows": rd.dataset_version.rows,
                 "size": rd.dataset_version.size,
             }
-            for rd in run.datasets.select_related("dataset_version__dataset").order_by("id")
+            for rd in datasets
         ],
         "code": code
         and {
@@ -179,17 +226,15 @@ def lineage_document(*, version: ModelVersion) -> dict:
             "dirty": code.dirty,
             "diff_digest": code.diff_digest,
             "entrypoint": code.entrypoint,
-            "committed_at": code.committed_at.isoformat().replace("+00:00", "Z")
-            if code.committed_at
-            else None,
-            "ancestors": list(code.ancestors.values_list("sha", flat=True).order_by("id")),
+            "committed_at": _iso(code.committed_at),
+            "ancestors": ancestors,
         },
         "environment": env
         and {
             "python": env.python,
             "platform": env.platform,
             "accelerator": env.accelerator,
-            "packages": [{"name": p.name, "version": p.version} for p in env.packages.all()],
+            "packages": [{"name": name, "version": version} for name, version in packages],
         },
         "run": {
             "id": run.external_id,
@@ -197,13 +242,13 @@ def lineage_document(*, version: ModelVersion) -> dict:
             "step": run.step,
             "user": run.user,
             "status": run.status,
-            "started_at": run.started_at.isoformat().replace("+00:00", "Z") if run.started_at else None,
-            "ended_at": run.ended_at.isoformat().replace("+00:00", "Z") if run.ended_at else None,
+            "started_at": _iso(run.started_at),
+            "ended_at": _iso(run.ended_at),
             "params": run.params,
             "metrics": run.metrics,
             "tags": run.tags,
         },
-        "parents": parents,
+        "parents": links,
         **({"extra": run.extra} if run.extra else {}),
     }
 

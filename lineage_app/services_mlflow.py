@@ -468,15 +468,15 @@ def _lineage_document(*, run: MlflowRun | None, logged: MlflowLoggedModel | None
     return document
 
 
-def _small_texts(files: list[tuple[str, str]]) -> dict[str, str]:
+def _small_texts(attached: list[dict]) -> dict[str, str]:
+    """The MLflow description files among ``attached`` (``{path, sha256, size}``), as text."""
     wanted = ("MLmodel", "requirements.txt", "python_env.yaml", "conda.yaml")
     store = artifacts.get_store()
-    sizes = dict(Blob.objects.filter(pk__in=[sha for _, sha in files]).values_list("pk", "size"))
-    texts = {}
-    for path, sha in files:
-        if path.rsplit("/", 1)[-1] in wanted and sizes.get(sha, 0) <= 1024 * 1024:
-            texts[path] = b"".join(store.iter_bytes(sha)).decode("utf-8", "replace")
-    return texts
+    return {
+        item["path"]: b"".join(store.iter_bytes(item["sha256"])).decode("utf-8", "replace")
+        for item in attached
+        if item["path"].rsplit("/", 1)[-1] in wanted and item["size"] <= 1024 * 1024
+    }
 
 
 @transaction.atomic
@@ -516,6 +516,6 @@ def mlflow_model_version_create(
     lineage_set(
         actor=actor,
         version=version,
-        document=_lineage_document(run=run, logged=logged, texts=_small_texts(files)),
+        document=_lineage_document(run=run, logged=logged, texts=_small_texts(result["attached"])),
     )
     return model_version_finalize(actor=actor, version=version)

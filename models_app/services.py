@@ -281,20 +281,24 @@ def model_version_create(
     """Create the next version of ``model``, PENDING until its files are finalized.
 
     The model row is locked while the number is taken, so concurrent creations get 1, 2, 3…
-    with no gap and no duplicate; a rolled-back creation gives its number back.
+    with no gap and no duplicate; a rolled-back creation gives its number back. ``model`` gets
+    the number and the name of the locked row.
     """
     _require(actor, "models_app.add_modelversion", model)
-    locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
-    locked.last_version_number += 1
-    version = ModelVersion(
-        model=locked,
-        version=locked.last_version_number,
-        description=description,
-        source=source,
-        created_by=actor,
+    version = ModelVersion(model=model, version=1, description=description, source=source, created_by=actor)
+    _full_clean(version, exclude=["model", "version", "created_by"])
+    # One statement takes the lock and the number (it was a locking read, then an update).
+    now = timezone.now()
+    taken = rawsql.fetch(
+        f"UPDATE {rawsql.table(RegisteredModel)} SET last_version_number = last_version_number + 1, "  # noqa: S608
+        "updated_at = %s WHERE id = %s RETURNING last_version_number, name, team_id, visibility",
+        [now, model.pk],
     )
-    _full_clean(version, exclude=["model"])
-    locked.save(update_fields=["last_version_number", "updated_at"])
+    if not taken:  # deleted since the caller read it
+        raise RegisteredModel.DoesNotExist(f"Registered model '{model.name}' no longer exists.")
+    [(model.last_version_number, model.name, model.team_id, model.visibility)] = taken
+    model.updated_at = now
+    version.version = model.last_version_number
     version.save()
     for key, value in (tags or {}).items():
         _tag_save(VersionTag(version=version, key=key, value=value))
@@ -452,13 +456,11 @@ _alias_statements = cache(_AliasStatements)
 
 
 def policy_get(*, model: RegisteredModel) -> PromotionPolicy:
-    """The model's promotion policy, created from ``MODELYARD_POLICY_DEFAULTS`` on first use."""
+    """The model's promotion policy: its stored row, or (never changed yet) an unsaved one with
+    ``MODELYARD_POLICY_DEFAULTS``. Reads never write; ``policy_update`` stores the first change."""
     sql = _alias_statements()
     rows = rawsql.fetch(sql.policy_sql, [model.pk], prepared=True)
-    if rows:
-        policy = sql.policy.build(rows[0])
-    else:
-        policy, _ = PromotionPolicy.objects.get_or_create(model=model)
+    policy = sql.policy.build(rows[0]) if rows else PromotionPolicy(model_id=model.pk)
     policy.model = model
     return policy
 

@@ -106,6 +106,33 @@ def test_put_and_get_round_trip_with_credentials_stripped(api, owner, internal_m
     assert version.training_run.external_id == "run-42"
 
 
+def test_audited_lineage_is_what_reads_back(api, owner, internal_model):
+    """lineage.set audits the rows it wrote without reading them again: the same document
+    as a read, for every part (datasets named twice, parents, ancestors, offset dates)."""
+    from lineage_app.services import lineage_document
+    from models_app.models import AuditEvent
+
+    make_version(owner, internal_model, lineage_doc())
+    services.model_version_create(actor=owner, model=internal_model)
+    doc = lineage_doc(ancestors=["b" * 40, "c" * 40, "b" * 40])
+    doc["datasets"].append(dict(doc["datasets"][0]))  # the same link twice is one row
+    doc["run"].update(started_at="2026-10-02T12:00:00+02:00", tags={"team": "risk"})
+    doc["parents"] = [{"model": "churn", "version": 1, "relation": "fine_tuned_from"}]
+    client = api(owner)
+    for tf in ("2.11.0", "2.12.0"):  # the second set has a "before"
+        doc["environment"]["packages"][0]["version"] = tf
+        response = client.put("/api/v1/models/churn/versions/2/lineage", doc, format="json")
+        assert response.status_code == 200, response.content
+    version = internal_model.versions.get(version=2)
+    first, second = AuditEvent.objects.filter(action="lineage.set", object_id=str(version.pk)).order_by("id")
+    stored = lineage_document(version=version)
+    assert second.after == stored and second.before == first.after
+    assert stored["run"]["started_at"] == "2026-10-02T10:00:00Z" and len(stored["datasets"]) == 2
+    assert stored["code"]["ancestors"] == ["b" * 40, "c" * 40]
+    assert stored["parents"] == [{"model": "churn", "version": 1, "relation": "fine_tuned_from"}]
+    assert [p["version"] for p in stored["environment"]["packages"]] == ["1.26.4", "2.12.0"]
+
+
 def test_environments_are_shared_by_digest(owner, internal_model):
     make_version(owner, internal_model, lineage_doc())
     make_version(owner, internal_model, lineage_doc(dataset_digest="sha256:bbb"))

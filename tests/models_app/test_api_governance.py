@@ -231,6 +231,26 @@ def test_policy_is_editable_by_owners_only(api, owner, viewer, internal_model):
     assert bad.status_code == 400 and "required_checks" in bad.json()["fields"]
 
 
+def test_reading_a_policy_never_stores_one(api, owner, internal_model, settings):
+    """Until an owner changes it, a model follows MODELYARD_POLICY_DEFAULTS: reads (the API,
+    the model page, an alias move that checks protected aliases) write no row."""
+    from models_app.models import PromotionPolicy
+
+    ready_version(owner, internal_model, checks=())
+    client = api(owner)
+    assert client.get("/api/v1/models/churn/policy").json()["updated_at"] is None
+    moved = client.put("/api/v1/models/churn/aliases/candidate", {"version": 1}, format="json")
+    assert moved.status_code == 200, moved.content
+    client.force_login(owner)
+    assert client.get("/models/churn/").status_code == 200
+    assert not PromotionPolicy.objects.exists()
+    settings.MODELYARD_POLICY_DEFAULTS = {**settings.MODELYARD_POLICY_DEFAULTS, "protected_aliases": ["gold"]}
+    assert client.get("/api/v1/models/churn/policy").json()["protected_aliases"] == ["gold"]
+    changed = client.patch("/api/v1/models/churn/policy", {"staging_approvals": 1}, format="json").json()
+    assert changed["protected_aliases"] == ["gold"] and changed["staging_approvals"] == 1
+    assert PromotionPolicy.objects.get().staging_approvals == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_approvers_approving_two_candidates_at_once_leave_one_production(
     postgres, owner, team, approver, approver2

@@ -371,3 +371,29 @@ def test_a_name_prefix_search_is_an_index_range_scan(postgres, owner, internal_m
         cursor.execute("EXPLAIN " + sql, [*params, *where.params])
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "registeredmodel_name_pattern" in plan, plan
+
+
+@pytest.mark.parametrize("mlmodel", [b"flavors: [unclosed\n", b"- just\n- a list\n", b"flavors: 3\n"])
+def test_an_mlmodel_that_does_not_parse_still_registers(call, owner, internal_model, mlmodel):
+    """Environment capture is best effort: a broken MLmodel gives no facts, not a 500."""
+    _status, body = call(owner, "POST", f"{BASE}/logged-models", {"experiment_id": "0", "name": "m"})
+    info = body["model"]["info"]
+    root = info["artifact_uri"].split("mlflow-artifacts:", 1)[1].lstrip("/")
+    _t, raw = services.access_token_create(actor=owner, user=owner, name="t", scopes=["read", "write"])
+    for name, content in (("MLmodel", mlmodel), ("requirements.txt", b"numpy==1.26.4\n")):
+        put = Client().put(
+            f"/api/2.0/mlflow-artifacts/artifacts/{root}/{name}",
+            content,
+            content_type="application/octet-stream",
+            HTTP_AUTHORIZATION=f"Bearer {raw}",
+        )
+        assert put.status_code == 200, put.content
+    status, body = call(
+        owner,
+        "POST",
+        f"{BASE}/model-versions/create",
+        {"name": "churn", "source": f"models:/{info['model_id']}", "model_id": info["model_id"]},
+    )
+    assert status == 200 and body["model_version"]["status"] == "READY", body
+    environment = internal_model.versions.get(version=1).training_run.environment
+    assert [(p.name, p.version) for p in environment.packages.all()] == [("numpy", "1.26.4")]

@@ -323,14 +323,17 @@ class PromotionPolicyAdmin(admin.ModelAdmin):
         "on_new_production",
     )
     search_fields = ("model__name",)
-    readonly_fields = ("model", "updated_at")
 
-    def has_add_permission(self, request):  # created with the model's first use
-        return False
+    # A model follows MODELYARD_POLICY_DEFAULTS until its policy is first changed: adding one
+    # here is that first change (the service stores it), for a model that has none yet.
+    def get_readonly_fields(self, request, obj=None):
+        return ("model", "updated_at") if obj else ("updated_at",)
 
     def save_model(self, request, obj, form, change):
-        changes = {field: form.cleaned_data[field] for field in form.changed_data}
-        services_governance.policy_update(actor=request.user, model=obj.model, **changes)
+        changes = {field: form.cleaned_data[field] for field in form.changed_data if field != "model"}
+        model = obj.model if change else form.cleaned_data["model"]
+        policy = services_governance.policy_update(actor=request.user, model=model, **changes)
+        obj.pk = policy.pk  # the admin's redirect and message name the stored row
 
 
 class CheckResultInline(admin.TabularInline):

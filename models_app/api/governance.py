@@ -102,6 +102,9 @@ class DecisionInputSerializer(StrictSerializer):
 
 
 class PolicySerializer(serializers.ModelSerializer):
+    # null until an owner first changes the policy (until then it is MODELYARD_POLICY_DEFAULTS)
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
     class Meta:
         model = PromotionPolicy
         fields = [

@@ -120,3 +120,25 @@ def test_admins_create_tokens_in_admin_and_see_the_secret_once(admin_user, owner
     assert token.scopes == ["read", "write"]
     shown = [str(m) for m in response.context["messages"]]
     assert any(token.prefix in m and "copy it now" in m for m in shown)
+
+
+def test_adding_a_policy_in_admin_is_its_first_change(admin_client_, internal_model):
+    from models_app.models import PromotionPolicy
+
+    data = {
+        "model": internal_model.pk,
+        "required_checks": '{"production": ["loadable"]}',
+        "production_approvals": 2,
+        "staging_approvals": 0,
+        "allow_self_approval": "",
+        "single_production": "on",
+        "on_new_production": "archive",
+        "protected_aliases": '["champion"]',
+    }
+    response = admin_client_.post("/admin/models_app/promotionpolicy/add/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    policy = PromotionPolicy.objects.get(model=internal_model)
+    assert policy.production_approvals == 2 and policy.required_checks == {"production": ["loadable"]}
+    assert AuditEvent.objects.filter(action="policy.updated", model_name="churn").count() == 1
+    again = admin_client_.post("/admin/models_app/promotionpolicy/add/", data)
+    assert again.status_code == 200 and PromotionPolicy.objects.count() == 1  # one per model

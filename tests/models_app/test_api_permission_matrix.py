@@ -103,7 +103,7 @@ def fraud(owner, team):
     ready = services.model_version_create(actor=owner, model=model)
     services.version_file_upload(actor=owner, version=ready, path="m.bin", stream=io.BytesIO(b"data"), size=4)
     services.model_version_finalize(actor=owner, version=ready)
-    PromotionPolicy.objects.filter(model=model).update(required_checks={})
+    PromotionPolicy.objects.update_or_create(model=model, defaults={"required_checks": {}})
     services.version_file_upload(
         actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"data"), size=4
     )

@@ -91,7 +91,7 @@ def seed_catalog(*, team, other_team, owner, viewer, outsider, approver, admin_u
     )
     services.model_alias_set(actor=owner, model=fraud, alias="candidate", version=pending)
     _version_with_lineage(owner, fraud, "a" * 40)
-    PromotionPolicy.objects.filter(model=fraud).update(required_checks={})
+    PromotionPolicy.objects.update_or_create(model=fraud, defaults={"required_checks": {}})
     _version_with_lineage(owner, churn, "b" * 40, tf="2.12.0")  # not affected
     session = services.upload_session_begin(
         actor=owner, version=pending, path="parts.bin", size=4, sha256=hashlib.sha256(b"data").hexdigest()

@@ -27,8 +27,7 @@ from lineage_app.models import (
     VersionParent,
 )
 from models_app.models import ModelVersion
-from models_app.services import _require, audit_record
-from registry_project.errors import Conflict
+from models_app.services import _lock_pending_version, _require, audit_record
 
 MAX_ANCESTORS = 1000
 
@@ -105,12 +104,7 @@ def lineage_set(*, actor, version: ModelVersion, document: dict) -> TrainingRun:
     Frozen versions refuse (409): corrections go through ``lineage_amend``.
     """
     _require(actor, "models_app.change_modelversion", version)
-    version = ModelVersion.objects.select_for_update(of=("self",)).select_related("model").get(pk=version.pk)
-    if version.is_frozen:
-        raise Conflict(
-            f"Version {version.version} is {version.status}: its provenance is frozen; add an amendment.",
-            code="version_frozen",
-        )
+    version = _lock_pending_version(version, frozen="its provenance is frozen; add an amendment")
     before = None
     if TrainingRun.objects.filter(version=version).exists():  # a new version has none: skip the cascade
         before = lineage_document(version=version)

@@ -430,10 +430,10 @@ def version_tag_delete(*, actor, version: ModelVersion, key: str) -> None:
 # --- Aliases --------------------------------------------------------------------------------
 
 
-class _AliasStatements:
-    """Set alias's lookups, hand-written (see ``registry_project.rawsql``): every alias move reads
-    the model's policy and locks the alias row, and compiling those two ORM queries cost more
-    than the database's answers."""
+class _Statements:
+    """The hottest writes' lookups, hand-written (see ``registry_project.rawsql``): every alias
+    move reads the model's policy and locks the alias row, every file attach and finalize locks
+    its version; compiling those ORM queries cost more than the database's answers."""
 
     def __init__(self) -> None:
         self.policy = rawsql.ModelColumns(PromotionPolicy, "p")
@@ -442,23 +442,31 @@ class _AliasStatements:
         )
         self.alias = rawsql.ModelColumns(ModelAlias, "a")
         self.version = rawsql.ModelColumns(ModelVersion, "v")
-        lock = ""
+        self.model = rawsql.ModelColumns(RegisteredModel, "m")
+        lock_a = lock_v = ""
         if connection.features.has_select_for_update:  # SQLite: the write lock of the transaction
-            lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else " FOR UPDATE"
+            of = connection.features.has_select_for_update_of
+            lock_a, lock_v = (" FOR UPDATE OF a", " FOR UPDATE OF v") if of else (" FOR UPDATE",) * 2
         self.alias_sql = (
             f"SELECT {self.alias.sql}, {self.version.sql} FROM {rawsql.table(ModelAlias)} a "  # noqa: S608
             f"JOIN {rawsql.table(ModelVersion)} v ON v.id = a.version_id "
-            f"WHERE a.model_id = %s AND a.alias = %s{lock}"
+            f"WHERE a.model_id = %s AND a.alias = %s{lock_a}"
+        )
+        # OF v: the join would lock the model's row too, and every upload or attach to any
+        # version of one model would queue behind the others.
+        self.version_sql = (
+            f"SELECT {self.version.sql}, {self.model.sql} FROM {rawsql.table(ModelVersion)} v "  # noqa: S608
+            f"JOIN {rawsql.table(RegisteredModel)} m ON m.id = v.model_id WHERE v.id = %s{lock_v}"
         )
 
 
-_alias_statements = cache(_AliasStatements)
+_statements = cache(_Statements)
 
 
 def policy_get(*, model: RegisteredModel) -> PromotionPolicy:
     """The model's promotion policy: its stored row, or (never changed yet) an unsaved one with
     ``MODELYARD_POLICY_DEFAULTS``. Reads never write; ``policy_update`` stores the first change."""
-    sql = _alias_statements()
+    sql = _statements()
     rows = rawsql.fetch(sql.policy_sql, [model.pk], prepared=True)
     policy = sql.policy.build(rows[0]) if rows else PromotionPolicy(model_id=model.pk)
     policy.model = model
@@ -467,7 +475,7 @@ def policy_get(*, model: RegisteredModel) -> PromotionPolicy:
 
 def _alias_locked(model: RegisteredModel, alias: str) -> ModelAlias | None:
     """The alias row, locked until the transaction ends (its version loaded), or None."""
-    sql = _alias_statements()
+    sql = _statements()
     rows = rawsql.fetch(sql.alias_sql, [model.pk, alias], prepared=True)
     if not rows:
         return None
@@ -726,15 +734,19 @@ def access_token_authenticate(raw: str) -> AccessToken | None:
 # --- Files and blobs ------------------------------------------------------------------------
 
 
-def _lock_pending_version(version: ModelVersion) -> ModelVersion:
-    # OF self: the join would lock the model's row too, and every upload or attach to any
-    # version of one model would queue behind the others.
-    locked = ModelVersion.objects.select_for_update(of=("self",)).select_related("model").get(pk=version.pk)
+def _lock_pending_version(
+    version: ModelVersion, frozen: str = "its files can no longer change"
+) -> ModelVersion:
+    """``version`` read again with its model and locked until the transaction ends; 409 with
+    ``frozen`` unless it is still PENDING."""
+    sql = _statements()
+    rows = rawsql.fetch(sql.version_sql, [version.pk], prepared=True)
+    if not rows:
+        raise ModelVersion.DoesNotExist(f"Version {version.version} no longer exists.")
+    locked = sql.version.build(rows[0])
+    locked.model = sql.model.build(rows[0], sql.version.width)
     if locked.is_frozen:
-        raise Conflict(
-            f"Version {locked.version} is {locked.status}: its files can no longer change.",
-            code="version_frozen",
-        )
+        raise Conflict(f"Version {locked.version} is {locked.status}: {frozen}.", code="version_frozen")
     return locked
 
 

@@ -82,6 +82,9 @@ try:
 except ValueError as exc:  # dj-database-url names the scheme it did not understand
     raise ConfigError(f"DATABASE_URL is not usable: {exc}") from exc
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, with a health check that needs no round trip (registry_project/postgresql).
+    DATABASES["default"]["ENGINE"] = "registry_project.postgresql"
 # Hot-path reads (registry_project.rawsql) bind on the server on PostgreSQL, and psycopg
 # prepares a statement after its fifth use on a connection. Django's own cursors bind on the
 # client and are never prepared, whatever the threshold.

@@ -111,12 +111,46 @@ def test_a_connection_killed_between_requests_is_replaced(transactional_db, post
     }
     with psycopg.connect(**params, autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        _wait_until_gone(other, pid)
     # The test client keeps the connection across requests; a server runs the health check at
     # request start (CONN_HEALTH_CHECKS): the same call the request_started signal makes.
     from django.db import close_old_connections
 
     close_old_connections()
     assert client.get("/models/idle/").status_code == 200
+
+
+def _wait_until_gone(other, pid: int) -> None:
+    """pg_terminate_backend only signals: wait until the backend has ended the session."""
+    for _ in range(100):
+        if not other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"backend {pid} is still running")
+
+
+def test_the_health_check_costs_no_round_trip_until_the_session_ends(transactional_db, postgres, monkeypatch):
+    """A healthy idle connection is used as it is (its socket has nothing to read); once the
+    server ends the session the socket is readable and the check finds it broken."""
+    import psycopg
+    from django.db.backends.postgresql.base import DatabaseWrapper as Stock
+
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    calls = []
+    real = Stock.is_usable
+    monkeypatch.setattr(Stock, "is_usable", lambda self: calls.append(1) or real(self))
+    assert connection.is_usable() and calls == []  # no SELECT 1 for a healthy connection
+    params = {
+        k: v
+        for k, v in connection.get_connection_params().items()
+        if k in ("host", "port", "user", "dbname", "password")
+    }
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        _wait_until_gone(other, pid)
+    assert not connection.is_usable() and calls == [1]
+    connection.close()
 
 
 # --- The artifact store fails ---------------------------------------------------------------

@@ -63,8 +63,9 @@ def command(
         "--log-level",
         os.environ.get("LOG_LEVEL", "INFO").lower(),
         "--access-log" if access_log else "--no-access-log",
+        "--factory",  # each worker builds the app once: registry_project.wsgi.served_application
         *(extra or []),
-        "registry_project.wsgi:application",
+        "registry_project.wsgi:served_application",
     ]
 
 

@@ -222,7 +222,29 @@ def test_the_command_line_comes_from_the_environment(monkeypatch):
     flags = dict(itertools.pairwise(argv))
     assert flags["--host"] == "0.0.0.0" and flags["--port"] == "9000"
     assert flags["--workers"] == "3" and flags["--blocking-threads"] == "8"
-    assert argv[-3:] == ["--workers-max-rss", "512", "registry_project.wsgi:application"]
+    assert argv[-4:] == ["--factory", "--workers-max-rss", "512", "registry_project.wsgi:served_application"]
     monkeypatch.setenv("MODELYARD_BIND", "8000")
     with pytest.raises(SystemExit, match="host:port"):
         webserver.command()
+
+
+def test_a_server_worker_keeps_its_start_up_objects_out_of_the_collector(prepared):
+    """What Granian calls once per worker: the views are imported and start-up's objects are
+    frozen, so a full collection walks only what requests created (33 ms -> under 1 ms)."""
+    script = (
+        "import gc, time\n"
+        "from registry_project.wsgi import served_application\n"
+        "app = served_application()\n"
+        "started = time.perf_counter(); gc.collect()\n"
+        "print(gc.get_freeze_count(), len(gc.get_objects()), time.perf_counter() - started)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=prepared["env"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    frozen, tracked = int(out[0]), int(out[1])
+    assert frozen > 50_000 and tracked < frozen / 10, out

@@ -106,36 +106,17 @@ def test_two_first_uses_of_an_alias_at_once_give_one_409(postgres, owner, intern
     for the first's commit, then is refused (409) and writes nothing, not a 500."""
     import threading
 
-    from django.db import connection, transaction
-
     from registry_project.errors import Conflict
+    from tests.concurrency import held_transaction
 
     first, second = two_versions
-    inserted, release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
 
-    def set_and_hold() -> None:
-        try:
-            with transaction.atomic():
-                services.model_alias_set(actor=owner, model=internal_model, alias="candidate", version=first)
-                inserted.set()
-                release.wait(10)
-        except BaseException as exc:
-            errors.append(exc)
-            inserted.set()
-        finally:
-            connection.close()
+    def set_first() -> None:
+        services.model_alias_set(actor=owner, model=internal_model, alias="candidate", version=first)
 
-    thread = threading.Thread(target=set_and_hold)
-    thread.start()
-    try:
-        assert inserted.wait(10) and errors == []
+    with held_transaction(set_first) as release:
         threading.Timer(0.5, release.set).start()  # the first commits while the second waits
         with pytest.raises(Conflict, match="set concurrently"):
             services.model_alias_set(actor=owner, model=internal_model, alias="candidate", version=second)
-    finally:
-        release.set()
-        thread.join()
-    assert errors == []
     assert list(ModelAlias.objects.values_list("alias", "version__version")) == [("candidate", 1)]
     assert AuditEvent.objects.filter(action="alias.set").count() == 1

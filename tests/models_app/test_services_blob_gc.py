@@ -90,45 +90,21 @@ def test_attaching_one_blob_twice_at_once_does_not_queue_but_gc_keeps_off(
     """Attach holds a shared lock on the blobs it references until its transaction ends: a
     second version attaching the same content goes ahead at once (versions registered from one
     logged model used to queue one behind the other), and gc cannot delete the blob meanwhile."""
-    import threading
-
     from django.db import connection, transaction
+
+    from tests.concurrency import held_transaction
 
     first, second = (services.model_version_create(actor=owner, model=internal_model) for _ in range(2))
     blob = upload(owner, first, "w.bin", b"shared weights").blob
     holder = services.model_version_create(actor=owner, model=internal_model)
-    attached, release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
+    attach = [{"path": "w.bin", "sha256": blob.sha256}]
 
-    def attach_and_hold() -> None:
-        try:
-            with transaction.atomic():
-                services.version_files_attach(
-                    actor=owner, version=holder, files=[{"path": "w.bin", "sha256": blob.sha256}]
-                )
-                attached.set()
-                release.wait(10)
-        except BaseException as exc:
-            errors.append(exc)
-            attached.set()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=attach_and_hold)
-    thread.start()
-    try:
-        assert attached.wait(10) and errors == []
+    with held_transaction(lambda: services.version_files_attach(actor=owner, version=holder, files=attach)):
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL lock_timeout = '2s'")  # a FOR UPDATE lock would time out here
-            result = services.version_files_attach(
-                actor=owner, version=second, files=[{"path": "w.bin", "sha256": blob.sha256}]
-            )
+            result = services.version_files_attach(actor=owner, version=second, files=attach)
         assert [f["path"] for f in result["attached"]] == ["w.bin"]
         with transaction.atomic():
             skipped = Blob.objects.select_for_update(skip_locked=True).filter(pk=blob.pk).first()
         assert skipped is None  # blob_gc's own lock: it skips the blob while an attach holds it
-    finally:
-        release.set()
-        thread.join()
-    assert errors == []

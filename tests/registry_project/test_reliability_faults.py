@@ -43,23 +43,39 @@ def _sha(data: bytes) -> str:
 # --- The database connection drops mid-request ----------------------------------------------
 
 
+def _other_connection():
+    """A second, autocommit connection to the test database (psycopg, outside Django)."""
+    import psycopg
+
+    params = connection.get_connection_params()
+    keep = ("host", "port", "user", "dbname", "password")
+    return psycopg.connect(**{k: v for k, v in params.items() if k in keep}, autocommit=True)
+
+
+def _terminate(pid: int) -> None:
+    """End backend ``pid`` from another connection, and wait until it has: pg_terminate_backend
+    only signals it."""
+    with _other_connection() as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        for _ in range(100):
+            if not other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"backend {pid} is still running")
+
+
 def _terminate_own_backend_on(model, signal_name="pre_save"):
     """While active, saving ``model`` first kills this connection's backend from another one."""
-    import psycopg
     from django.db.models import signals
 
     pid = connection.cursor().connection.info.backend_pid
-    conninfo = connection.get_connection_params()
     fired = []
 
     def kill(sender, **kwargs):
         if fired:
             return
         fired.append(True)
-        params = {k: v for k, v in conninfo.items() if k in ("host", "port", "user", "dbname", "password")}
-        with psycopg.connect(**params, autocommit=True) as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [pid])
-        time.sleep(0.1)
+        _terminate(pid)
 
     getattr(signals, signal_name).connect(kill, sender=model, weak=False)
     return kill, fired
@@ -96,22 +112,13 @@ def test_database_connection_dropped_mid_request_is_503_and_leaves_nothing(
 def test_a_connection_killed_between_requests_is_replaced(transactional_db, postgres, owner, team):
     """A persistent connection (CONN_MAX_AGE) killed while idle — a database restart or failover —
     is noticed by the health check at the next request, which then succeeds."""
-    import psycopg
     from django.test import Client
 
     services.registered_model_create(actor=owner, name="idle", team=team)
     client = Client()
     client.force_login(owner)
     assert client.get("/models/idle/").status_code == 200
-    pid = connection.cursor().connection.info.backend_pid
-    params = {
-        k: v
-        for k, v in connection.get_connection_params().items()
-        if k in ("host", "port", "user", "dbname", "password")
-    }
-    with psycopg.connect(**params, autocommit=True) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [pid])
-        _wait_until_gone(other, pid)
+    _terminate(connection.cursor().connection.info.backend_pid)
     # The test client keeps the connection across requests; a server runs the health check at
     # request start (CONN_HEALTH_CHECKS): the same call the request_started signal makes.
     from django.db import close_old_connections
@@ -120,19 +127,9 @@ def test_a_connection_killed_between_requests_is_replaced(transactional_db, post
     assert client.get("/models/idle/").status_code == 200
 
 
-def _wait_until_gone(other, pid: int) -> None:
-    """pg_terminate_backend only signals: wait until the backend has ended the session."""
-    for _ in range(100):
-        if not other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"backend {pid} is still running")
-
-
 def test_the_health_check_costs_no_round_trip_until_the_session_ends(transactional_db, postgres, monkeypatch):
     """A healthy idle connection is used as it is (its socket has nothing to read); once the
     server ends the session the socket is readable and the check finds it broken."""
-    import psycopg
     from django.db.backends.postgresql.base import DatabaseWrapper as Stock
 
     connection.ensure_connection()
@@ -141,14 +138,7 @@ def test_the_health_check_costs_no_round_trip_until_the_session_ends(transaction
     real = Stock.is_usable
     monkeypatch.setattr(Stock, "is_usable", lambda self: calls.append(1) or real(self))
     assert connection.is_usable() and calls == []  # no SELECT 1 for a healthy connection
-    params = {
-        k: v
-        for k, v in connection.get_connection_params().items()
-        if k in ("host", "port", "user", "dbname", "password")
-    }
-    with psycopg.connect(**params, autocommit=True) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [pid])
-        _wait_until_gone(other, pid)
+    _terminate(pid)
     assert not connection.is_usable() and calls == [1]
     connection.close()
 

@@ -292,7 +292,7 @@ def model_version_create(
     taken = rawsql.fetch(
         f"UPDATE {rawsql.table(RegisteredModel)} SET last_version_number = last_version_number + 1, "  # noqa: S608
         "updated_at = %s WHERE id = %s RETURNING last_version_number, name, team_id, visibility",
-        [now, model.pk],
+        [connection.ops.adapt_datetimefield_value(now), model.pk],  # as the ORM stores it (SQLite: UTC text)
     )
     if not taken:  # deleted since the caller read it
         raise RegisteredModel.DoesNotExist(f"Registered model '{model.name}' no longer exists.")
@@ -494,7 +494,13 @@ def _alias_insert(item: ModelAlias) -> None:
     rows = rawsql.fetch(
         f"INSERT INTO {rawsql.table(ModelAlias)} (model_id, alias, version_id, updated_by_id, updated_at) "  # noqa: S608
         "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (model_id, alias) DO NOTHING RETURNING id",
-        [item.model_id, item.alias, item.version_id, item.updated_by_id, item.updated_at],
+        [
+            item.model_id,
+            item.alias,
+            item.version_id,
+            item.updated_by_id,
+            connection.ops.adapt_datetimefield_value(item.updated_at),
+        ],
     )
     if not rows:
         raise Conflict(f"Alias '{item.alias}' was set concurrently; retry.", field="alias")

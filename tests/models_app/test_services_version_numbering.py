@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from models_app import services
-from models_app.models import ModelVersion, RegisteredModel
+from models_app.models import ModelAlias, ModelVersion, RegisteredModel
 
 
 @pytest.mark.django_db(transaction=True)
@@ -43,3 +43,12 @@ def test_a_failed_creation_gives_its_number_back(owner, internal_model):
     with pytest.raises(ValidationError):
         services.model_version_create(actor=owner, model=internal_model, source="x" * 5000)
     assert services.model_version_create(actor=owner, model=internal_model).version == 1
+
+
+def test_hand_written_writes_store_dates_as_the_orm_does(owner, internal_model):
+    """The version number's UPDATE and a first alias's INSERT are raw SQL: their timestamps are
+    stored in the ORM's format, so an exact-date filter (SQLite compares text) finds them."""
+    version = services.model_version_create(actor=owner, model=internal_model)
+    assert RegisteredModel.objects.filter(pk=internal_model.pk, updated_at=internal_model.updated_at).exists()
+    alias = services.model_alias_set(actor=owner, model=internal_model, alias="candidate", version=version)
+    assert ModelAlias.objects.filter(pk=alias.pk, updated_at=alias.updated_at).exists()

@@ -21,10 +21,13 @@ def _mapping(text: str) -> dict:
     """The YAML mapping in ``text``; ``{}`` when it is not one (capture is best effort: a file
     that does not parse gives no facts rather than failing the registration)."""
     try:
-        data = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+        return _dict(yaml.load(text, Loader=_LOADER))  # noqa: S506 - a safe loader
     except yaml.YAMLError:
         return {}
-    return data if isinstance(data, dict) else {}
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _list(value) -> list:
@@ -92,8 +95,8 @@ def parse_conda(text: str) -> dict:
 def parse_mlmodel(text: str) -> dict:
     """``MLmodel``: flavors, signature, input example, Python and MLflow versions, run id."""
     data = _mapping(text)
-    flavors = data.get("flavors") if isinstance(data.get("flavors"), dict) else {}
-    pyfunc = flavors.get("python_function") if isinstance(flavors.get("python_function"), dict) else {}
+    flavors = _dict(data.get("flavors"))
+    pyfunc = _dict(flavors.get("python_function"))
     return {
         "flavors": sorted(flavors),
         "python": str(pyfunc.get("python_version") or ""),

@@ -110,15 +110,15 @@ def lineage_set(*, actor, version: ModelVersion, document: dict) -> TrainingRun:
         before = lineage_document(version=version)
         TrainingRun.objects.filter(version=version).delete()
     VersionParent.objects.filter(child=version).delete()
-    run, written = _run_create(version, document)
+    written = _run_create(version, document)
     # The "after" state is built from the rows just written: the same shape lineage_document
     # reads back (a test compares the two), without reading them again.
     audit_record(actor=actor, action="lineage.set", obj=version, before=before, after=_document_of(**written))
-    return run
+    return written["run"]
 
 
-def _run_create(version: ModelVersion, document: dict) -> tuple[TrainingRun, dict]:
-    """Write the rows of ``document``; return the run and ``_document_of``'s arguments for them."""
+def _run_create(version: ModelVersion, document: dict) -> dict:
+    """Write the rows of ``document``; return them as ``_document_of``'s arguments."""
     run_doc = document.get("run") or {}
     environment = None
     packages: list[tuple[str, str]] = []
@@ -156,7 +156,7 @@ def _run_create(version: ModelVersion, document: dict) -> tuple[TrainingRun, dic
         VersionParent.objects.create(child=version, parent=parent["version_obj"], relation=parent["relation"])
         for parent in document.get("parents") or []
     ]
-    return run, {
+    return {
         "run": run,
         "parents": parents,
         "datasets": list(datasets.values()),

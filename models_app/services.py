@@ -282,7 +282,7 @@ def model_version_create(
 
     The model row is locked while the number is taken, so concurrent creations get 1, 2, 3…
     with no gap and no duplicate; a rolled-back creation gives its number back. ``model`` gets
-    the number and the name of the locked row.
+    the locked row's number, name, team and visibility.
     """
     _require(actor, "models_app.add_modelversion", model)
     version = ModelVersion(model=model, version=1, description=description, source=source, created_by=actor)

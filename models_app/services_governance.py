@@ -55,8 +55,8 @@ def policy_update(*, actor, model: RegisteredModel, **changes: Any) -> Promotion
     _require(actor, "models_app.change_promotionpolicy", model)
     if unknown := set(changes) - set(_POLICY_FIELDS):
         raise ValidationError({key: "This field cannot be changed." for key in unknown})
-    PromotionPolicy.objects.get_or_create(model=model)  # the first change stores the defaults
-    policy = PromotionPolicy.objects.select_for_update().get(model=model)
+    # Locked; the first change stores the row (until then the model followed the defaults).
+    policy, _ = PromotionPolicy.objects.select_for_update().get_or_create(model=model)
     before = _policy_snapshot(policy)
     for field, value in changes.items():
         setattr(policy, field, value)

@@ -117,6 +117,13 @@ def lineage_set(*, actor, version: ModelVersion, document: dict) -> TrainingRun:
     return written["run"]
 
 
+def lineage_of_new_version(*, version: ModelVersion, document: dict) -> tuple[str, None, dict]:
+    """Write ``document`` as the provenance of a version created in the caller's transaction
+    (``model_version_register``'s ``provenance``, which has checked the permission): there is
+    nothing to lock or replace. Returns the ``lineage.set`` audit entry ``lineage_set`` records."""
+    return ("lineage.set", None, _document_of(**_run_create(version, document)))
+
+
 def _run_create(version: ModelVersion, document: dict) -> dict:
     """Write the rows of ``document``; return them as ``_document_of``'s arguments."""
     run_doc = document.get("run") or {}

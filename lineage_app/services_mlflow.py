@@ -22,13 +22,7 @@ from lineage_app.capture import environment_from_files
 from lineage_app.models import MlflowArtifact, MlflowExperiment, MlflowLoggedModel, MlflowMetric, MlflowRun
 from models_app import artifacts, selectors
 from models_app.models import Blob, ModelVersion, RegisteredModel
-from models_app.services import (
-    audit_record,
-    blob_put,
-    model_version_create,
-    model_version_finalize,
-    version_files_attach,
-)
+from models_app.services import audit_record, blob_put, model_version_register
 
 TEAM_TAG = "modelyard.team"
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
@@ -388,16 +382,12 @@ def _artifact_path_of(uri: str) -> str:
     return rest.strip("/")
 
 
-def _files_under(prefix: str) -> list[MlflowArtifact]:
-    return list(MlflowArtifact.objects.filter(path__startswith=prefix + "/").select_related("blob"))
-
-
 def _resolve_source(*, actor, source: str, model_id: str, run_id: str):
     """``(files [(relpath, sha256)], run, logged_model, vouched)`` for an MLflow source URI."""
     logged = run = None
     if model_id or _MODELS_ID_URI.match(source):
         model_id = model_id or _MODELS_ID_URI.match(source)["model"]
-        logged = sel.logged_model_get(user=actor, model_id=model_id)
+        logged = sel.logged_model_source(user=actor, model_id=model_id)
         run = logged.source_run
         prefix = logged.artifact_root
     elif match := _RUNS_URI.match(source):
@@ -424,7 +414,7 @@ def _resolve_source(*, actor, source: str, model_id: str, run_id: str):
         )
     if run_id and run is None:
         run = sel.run_get(user=actor, run_id=run_id)
-    files = [(a.path[len(prefix) + 1 :], a.blob_id) for a in _files_under(prefix)]
+    files = [(path, sha) for path, sha, _size in sel.artifact_files(prefix)]
     return files, run, logged, frozenset(sha for _, sha in files)
 
 
@@ -479,7 +469,6 @@ def _small_texts(attached: list[dict]) -> dict[str, str]:
     }
 
 
-@transaction.atomic
 def mlflow_model_version_create(
     *,
     actor,
@@ -493,29 +482,28 @@ def mlflow_model_version_create(
     """Register the files behind an MLflow source as the next version of ``model``, READY.
 
     The version references the logged model's (or run's) blobs, gets a TrainingRun from the
-    MLflow run and an environment parsed from ``MLmodel``/requirements, and is finalized.
+    MLflow run and an environment parsed from ``MLmodel``/requirements, and is finalized, all in
+    the one transaction of ``model_version_register``.
     """
+    from lineage_app.services import lineage_of_new_version
+
     files, run, logged, vouched = _resolve_source(
         actor=actor, source=source, model_id=model_id, run_id=run_id
     )
     if not files:
         raise ValidationError({"source": f"No files were logged under '{source}'."})
-    version = model_version_create(
-        actor=actor, model=model, description=description, source=source[:2048], tags=tags or {}
-    )
-    result = version_files_attach(
+
+    def provenance(version: ModelVersion, attached: list[dict]) -> list:
+        document = _lineage_document(run=run, logged=logged, texts=_small_texts(attached))
+        return [lineage_of_new_version(version=version, document=document)]
+
+    return model_version_register(
         actor=actor,
-        version=version,
+        model=model,
         files=[{"path": path, "sha256": sha} for path, sha in files],
         vouched_blobs=vouched,
+        description=description,
+        source=source[:2048],
+        tags=tags or {},
+        provenance=provenance,
     )
-    if result["missing"]:
-        raise PermissionDenied("Some files of the source are not readable by you.")
-    from lineage_app.services import lineage_set
-
-    lineage_set(
-        actor=actor,
-        version=version,
-        document=_lineage_document(run=run, logged=logged, texts=_small_texts(result["attached"])),
-    )
-    return model_version_finalize(actor=actor, version=version)

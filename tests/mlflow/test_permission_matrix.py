@@ -106,6 +106,14 @@ MLFLOW_ROUTES = [
     ("DELETE", API + "registered-models/alias", {"name": "fraud", "alias": "candidate"}, WRITE_PRIVATE),
     # --- Model versions ---
     ("POST", API + "model-versions/create", {"name": "fraud", "source": "models:/fraud/2"}, WRITE_PRIVATE),
+    # From the team's logged model into the internal churn: the outsider sees churn but not the
+    # logged model (404), the team's non-contributors see both and may not register (403).
+    (
+        "POST",
+        API + "model-versions/create",
+        {"name": "churn", "source": "models:/{lm}", "model_id": "{lm}"},
+        WRITE_PRIVATE,
+    ),
     ("GET", API + "model-versions/get?name=fraud&version=2", None, READ_PRIVATE),
     (
         "PATCH",
@@ -221,7 +229,7 @@ def covered_routes() -> set[str]:
 @pytest.fixture
 def mlflow_catalog(matrix_catalog):
     """The seeded catalog plus tracking objects of team ``risk``: an experiment, a run with a
-    metric and an artifact, and a logged model with a tag."""
+    metric and an artifact, and a logged model with a tag and an ``MLmodel`` file."""
     owner = matrix_catalog.users["owner"]
     exp = services_mlflow.experiment_create(
         actor=owner, name="risk-exp", tags={"modelyard.team": "risk", "note": SECRET_MARK}
@@ -238,6 +246,9 @@ def mlflow_catalog(matrix_catalog):
     )
     logged = services_mlflow.logged_model_create(
         actor=owner, experiment=exp, name="lm", source_run=run, tags={"t": "1"}
+    )
+    services_mlflow.artifact_put(
+        actor=owner, path=f"{logged.artifact_root}/MLmodel", stream=io.BytesIO(b"flavors: {}\n"), size=12
     )
     matrix_catalog.mlflow = {
         "exp": str(exp.pk),

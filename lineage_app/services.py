@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC
+from functools import cache
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -28,6 +29,7 @@ from lineage_app.models import (
 )
 from models_app.models import ModelVersion
 from models_app.services import _lock_pending_version, _require, audit_record
+from registry_project import rawsql
 
 MAX_ANCESTORS = 1000
 
@@ -54,7 +56,7 @@ def _environment_get_or_create(
             {"python": python, "platform": platform, "accelerator": accelerator, "packages": normalized}
         ).encode()
     ).hexdigest()
-    environment = Environment.objects.filter(digest=digest).first()
+    environment = _environment_lookup()(digest)
     if environment is not None:
         return environment, normalized
     with transaction.atomic():
@@ -66,6 +68,22 @@ def _environment_get_or_create(
                 [EnvironmentPackage(environment=environment, name=n, version=v) for n, v in normalized]
             )
     return environment, normalized
+
+
+class _EnvironmentLookup:
+    """The environment with a digest, hand-written and prepared (every registration asks; the
+    ORM compiled the query each time, see ``registry_project.rawsql``)."""
+
+    def __init__(self) -> None:
+        self.columns = rawsql.ModelColumns(Environment, "e")
+        self.sql = f"SELECT {self.columns.sql} FROM {rawsql.table(Environment)} e WHERE e.digest = %s"  # noqa: S608
+
+    def __call__(self, digest: str) -> Environment | None:
+        rows = rawsql.fetch(self.sql, [digest], prepared=True)
+        return self.columns.build(rows[0]) if rows else None
+
+
+_environment_lookup = cache(_EnvironmentLookup)
 
 
 def _code_get_or_create(code: dict) -> tuple[CodeRevision, list[str]]:
@@ -137,7 +155,7 @@ def _run_create(version: ModelVersion, document: dict) -> dict:
             packages=[(p["name"], p["version"]) for p in env.get("packages", [])],
         )
     code, ancestors = _code_get_or_create(document["code"]) if document.get("code") else (None, [])
-    run = TrainingRun.objects.create(
+    run = TrainingRun(
         version=version,
         external_id=run_doc.get("id", ""),
         pipeline=run_doc.get("pipeline", ""),
@@ -153,6 +171,7 @@ def _run_create(version: ModelVersion, document: dict) -> dict:
         code=code,
         environment=environment,
     )
+    rawsql.inserter(TrainingRun).insert([run])
     datasets: dict[int, RunDataset] = {}  # a dataset named twice is one row (get_or_create)
     for entry in document.get("datasets") or []:
         link, _ = RunDataset.objects.get_or_create(

@@ -88,7 +88,7 @@ def audit_record(
     event = _audit_event(
         actor=actor, action=action, obj=obj, before=before, after=after, model=model or _model_of(obj)
     )
-    event.save()
+    rawsql.inserter(AuditEvent).insert([event])
     return event
 
 
@@ -106,12 +106,12 @@ def audit_entries(
     and in one insert."""
     actor = actor if getattr(actor, "is_authenticated", False) else None
     model = _model_of(obj)
-    return AuditEvent.objects.bulk_create(
-        [
-            _audit_event(actor=actor, action=action, obj=obj, before=before, after=after, model=model)
-            for action, before, after in entries
-        ]
-    )
+    events = [
+        _audit_event(actor=actor, action=action, obj=obj, before=before, after=after, model=model)
+        for action, before, after in entries
+    ]
+    rawsql.inserter(AuditEvent).insert(events)
+    return events
 
 
 def _emit_event_for(action: str, *, obj: Any, model, actor, before: dict | None, after: dict | None) -> None:
@@ -319,7 +319,7 @@ def _version_insert(version: ModelVersion, tags: dict[str, str] | None) -> None:
     [(model.last_version_number, model.name, model.team_id, model.visibility)] = taken
     model.updated_at = now
     version.version = model.last_version_number
-    version.save()
+    rawsql.inserter(ModelVersion).insert([version])
     for key, value in (tags or {}).items():
         _tag_save(VersionTag(version=version, key=key, value=value))
 
@@ -590,7 +590,7 @@ def alias_move(
             from_version = existing.version.version
             item = existing
             _alias_point(item, version, actor)
-    AliasHistory.objects.create(
+    history = AliasHistory(
         model=model,
         alias=alias,
         from_version=from_version,
@@ -599,6 +599,7 @@ def alias_move(
         reason=reason,
         promotion=promotion,
     )
+    rawsql.inserter(AliasHistory).insert([history])
     audit_record(
         actor=actor,
         action="alias.set" if version else "alias.deleted",
@@ -1113,7 +1114,7 @@ def model_version_register(
     _mark_ready(version, present)
     _version_insert(version, tags)  # READY in its first row: outside this transaction it never was PENDING
     created = pending | {"version": version.version}
-    VersionFile.objects.bulk_create([VersionFile(version=version, path=p, blob=b) for p, b in present])
+    rawsql.inserter(VersionFile).insert([VersionFile(version=version, path=p, blob=b) for p, b in present])
     attached = [{"path": path, "sha256": blob.sha256, "size": blob.size} for path, blob in present]
     entries: list[tuple[str, dict | None, dict]] = [
         ("version.created", None, created),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import cache
 
 import orjson
 from django.conf import settings
@@ -163,3 +164,52 @@ def fetch(sql: str, params: Sequence, *, prepared: bool = False) -> list[tuple]:
     with _prepared_cursor() if prepared else connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+class Inserter:
+    """``INSERT`` of ``model`` instances in one hand-written statement, for the hottest writes
+    (audit records, alias history). The values are those the ORM would send (each field's
+    ``pre_save`` and ``get_db_prep_save``: ``auto_now_add``, JSON, foreign keys by id), and the
+    instances get their primary keys back as after ``save()``. No signals are sent: nothing in
+    the project listens to these models'. Compiling the ORM's insert cost more than the
+    database's answer (an audit record: 0.5 ms of Python for a 0.1 ms insert)."""
+
+    ROWS = 50
+
+    def __init__(self, model: type[Model]) -> None:
+        self.model = model
+        pk = model._meta.pk
+        self.fields = [f for f in model._meta.concrete_fields if f is not pk]
+        columns = ", ".join(qn(f.column) for f in self.fields)
+        self._head = f"INSERT INTO {table(model)} ({columns}) VALUES "
+        self._row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+        self._tail = f" RETURNING {qn(pk.column)}"
+        self._sql: dict[int, str] = {}
+
+    def _statement(self, count: int) -> str:
+        sql = self._sql.get(count)
+        if sql is None:
+            sql = self._sql[count] = self._head + ", ".join([self._row] * count) + self._tail
+        return sql
+
+    def insert(self, objs: Sequence[Model]) -> None:
+        """Insert ``objs`` (new instances of the model) in order, up to ``ROWS`` per statement
+        (far below SQLite's and PostgreSQL's limits on parameters); statements of up to eight
+        rows are prepared (an insert's plan does not depend on its values)."""
+        for start in range(0, len(objs), self.ROWS):
+            batch = objs[start : start + self.ROWS]
+            params = [
+                field.get_db_prep_save(field.pre_save(obj, True), connection)
+                for obj in batch
+                for field in self.fields
+            ]
+            rows = fetch(self._statement(len(batch)), params, prepared=len(batch) <= 8)
+            for obj, (pk,) in zip(batch, rows, strict=True):
+                obj.pk = pk
+                obj._state.adding, obj._state.db = False, connection.alias
+
+
+@cache
+def inserter(model: type[Model]) -> Inserter:
+    """``model``'s :class:`Inserter`, built once."""
+    return Inserter(model)

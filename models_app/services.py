@@ -460,6 +460,10 @@ class _Statements:
             f"SELECT {self.policy.sql} FROM {rawsql.table(PromotionPolicy)} p WHERE p.model_id = %s"  # noqa: S608
         )
         self.alias = rawsql.ModelColumns(ModelAlias, "a")
+        self.alias_move_sql = (
+            f"UPDATE {rawsql.table(ModelAlias)} SET version_id = %s, updated_by_id = %s, "  # noqa: S608
+            "updated_at = %s WHERE id = %s"
+        )
         self.version = rawsql.ModelColumns(ModelVersion, "v")
         self.model = rawsql.ModelColumns(RegisteredModel, "m")
         self.blob = rawsql.ModelColumns(Blob, "b")
@@ -536,10 +540,13 @@ def _alias_insert(item: ModelAlias) -> bool:
 
 
 def _alias_point(item: ModelAlias, version: ModelVersion, actor) -> None:
-    """Move the locked alias row ``item`` to ``version``."""
-    item.version, item.updated_by = version, actor
-    _full_clean(item, exclude=["model", "version", "updated_by"])
-    item.save(update_fields=["version", "updated_by", "updated_at"])
+    """Move the locked alias row ``item`` to ``version`` (its name, already valid, stays)."""
+    item.version, item.updated_by, item.updated_at = version, actor, timezone.now()
+    rawsql.execute(
+        _statements().alias_move_sql,
+        [version.pk, item.updated_by_id, connection.ops.adapt_datetimefield_value(item.updated_at), item.pk],
+        prepared=True,
+    )
 
 
 _UNSET: Any = object()

@@ -166,6 +166,14 @@ def fetch(sql: str, params: Sequence, *, prepared: bool = False) -> list[tuple]:
         return cursor.fetchall()
 
 
+def execute(sql: str, params: Sequence, *, prepared: bool = False) -> int:
+    """Run ``sql``, which returns no rows (an ``UPDATE``); the number of rows it changed.
+    ``prepared`` as for :func:`fetch`."""
+    with _prepared_cursor() if prepared else connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
 class Inserter:
     """``INSERT`` of ``model`` instances in one hand-written statement, for the hottest writes
     (audit records, alias history). The values are those the ORM would send (each field's

@@ -1094,8 +1094,9 @@ def model_version_register(
     What ``model_version_create``, ``version_files_attach`` and ``model_version_finalize`` do
     in turn, with the same checks and the same audit records, in one transaction: READY with
     all its files or nothing at all (the number is given back). A version made in this
-    transaction has nothing to lock again, re-read, replace or count, so this takes 9 fewer
-    statements than the three calls (the MLflow API registers every version this way).
+    transaction has nothing to lock again, re-read, replace or count, and its row is written
+    READY at once, so none of that is done (the MLflow API registers every version this way:
+    34 statements became 14).
 
     ``files`` are ``{"path", "sha256"}``; each must be content ``actor`` may read
     (``vouched_blobs`` as in ``version_files_attach``), or nothing is created (403).

@@ -273,6 +273,9 @@ def _report(title: str, failures) -> str:
     return "\n".join(lines)
 
 
+# The suite's 300 s per test is too short for this one on a slow 2-core machine (285 s seen on
+# PostgreSQL): the alarm then fires inside a database wait and every later case fails.
+@pytest.mark.timeout(900)
 def test_fuzz_every_operation_with_every_role(catalog, in_process_wsgi, settings):
     settings.MODELYARD_WEBHOOK_ALLOW_PRIVATE = False
     headers = {}
@@ -290,6 +293,7 @@ def test_fuzz_every_operation_with_every_role(catalog, in_process_wsgi, settings
     assert not failures, _report("schema violations", failures)
 
 
+@pytest.mark.timeout(900)
 def test_fuzz_without_credentials_is_only_401(catalog, in_process_wsgi):
     pinned = _pinned_values(catalog)
     STATS.clear()

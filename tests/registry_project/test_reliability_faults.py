@@ -64,39 +64,40 @@ def _terminate(pid: int) -> None:
     raise AssertionError(f"backend {pid} is still running")
 
 
-def _terminate_own_backend_on(model, signal_name="pre_save"):
-    """While active, saving ``model`` first kills this connection's backend from another one."""
-    from django.db.models import signals
-
+@contextlib.contextmanager
+def _terminate_own_backend_before(statement_prefix: str):
+    """While active, the first statement of this connection that starts with
+    ``statement_prefix`` first kills the connection's backend from another one, so that statement
+    meets a dead session. An execute wrapper, not a model signal: the hot writes insert through
+    hand-written statements (``rawsql.Inserter``) that send no signals. Yields the list that
+    records it fired."""
     pid = connection.cursor().connection.info.backend_pid
     fired = []
 
-    def kill(sender, **kwargs):
-        if fired:
-            return
-        fired.append(True)
-        _terminate(pid)
+    def kill(execute, sql, params, many, context):
+        if not fired and sql.lstrip().startswith(statement_prefix):
+            fired.append(sql)
+            _terminate(pid)
+        return execute(sql, params, many, context)
 
-    getattr(signals, signal_name).connect(kill, sender=model, weak=False)
-    return kill, fired
+    with connection.execute_wrapper(kill):
+        yield fired
 
 
 def test_database_connection_dropped_mid_request_is_503_and_leaves_nothing(
     transactional_db, postgres, api, owner, team
 ):
-    """The backend serving a version-create request is terminated between its first write and
-    its commit: the client gets 503 in the envelope, no version, no audit row; the next request
-    reconnects and works."""
-    from django.db.models import signals
+    """The backend serving a version-create request is terminated between its first write (the
+    model's version counter) and its commit, as the version row is inserted: the client gets 503
+    in the envelope, no version, no audit row; the next request reconnects and works."""
+    from models_app.models import RegisteredModel
+    from registry_project.rawsql import table
 
     model = services.registered_model_create(actor=owner, name="dropme", team=team)
     client = api(owner)
     audits = AuditEvent.objects.count()
-    kill, fired = _terminate_own_backend_on(ModelVersion)
-    try:
+    with _terminate_own_backend_before(f"INSERT INTO {table(ModelVersion)}") as fired:
         response = client.post("/api/v1/models/dropme/versions/", {"description": "x"}, format="json")
-    finally:
-        signals.pre_save.disconnect(kill, sender=ModelVersion)
     assert fired
     assert response.status_code == 503, response.content
     assert response.json()["error"] == "unavailable"
@@ -104,8 +105,11 @@ def test_database_connection_dropped_mid_request_is_503_and_leaves_nothing(
     connection.close()  # what the next request's close_old_connections does
     assert ModelVersion.objects.filter(model=model).count() == 0
     assert AuditEvent.objects.count() == audits
+    # The version number taken before the drop was rolled back with it: the retry gets 1.
+    assert RegisteredModel.objects.get(pk=model.pk).last_version_number == 0
     retry = client.post("/api/v1/models/dropme/versions/", {"description": "x"}, format="json")
     assert retry.status_code == 201, retry.content
+    assert retry.json()["version"] == 1
     assert ModelVersion.objects.filter(model=model).count() == 1
 
 

@@ -200,6 +200,18 @@ def start_modelyard(var_dir: Path, started: list) -> tuple[Stack, Target, str, i
     return stack, target, dsn, int(team_id), int(user_id)
 
 
+def server_versions(mlflow_bin: str) -> str:
+    """The versions that decide MLflow's figures: uvicorn before 0.55 left Nagle's algorithm on
+    for the accepted sockets of ``--workers N`` (uvicorn issue 3149), a ~40 ms stall per request
+    on a kept-alive connection that 0.55 removed."""
+    python = Path(mlflow_bin).with_name("python")
+    script = (
+        "import importlib.metadata as m; "
+        "print(*(f'{p} {m.version(p)}' for p in ('mlflow', 'uvicorn')), sep=', ')"
+    )
+    return subprocess.run([python, "-c", script], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def start_mlflow(mlflow_bin: str, var_dir: Path) -> tuple[subprocess.Popen, Target, str]:
     dsn = recreate_db("mlflow_bench")
     port = free_port()
@@ -459,6 +471,7 @@ def main() -> None:
         _stack, modelyard, my_dsn, team_id, user_id = start_modelyard(var_dir / "modelyard", started)
         targets, dsns = [modelyard], {"modelyard": my_dsn}
         if args.mlflow:
+            print(f"MLflow side: {server_versions(args.mlflow)}", flush=True)
             mlflow_proc, mlflow, ml_dsn = start_mlflow(args.mlflow, var_dir)
             targets.append(mlflow)
             dsns["mlflow"] = ml_dsn

@@ -11,6 +11,12 @@ gunicorn's gthread workers did (``bench/README.md`` has both). Request bodies an
 responses pass through in chunks (a 1 GiB upload and a 512 MiB download stayed under 90 MiB
 resident). Idle kept-alive connections
 are never closed by the server, so a load balancer's idle timeout always ends them first.
+
+A thread that has served requests holds a warm database connection (kept ``DB_CONN_MAX_AGE``
+seconds). Granian ends idle threads after 30 s by default, which threw those connections away
+after any lull: the first request of each new thread then paid a new PostgreSQL session and its
+catalog caches (~30-40 ms here, the first request on each of the 8 threads after 35 s idle).
+Threads are now kept as long as their connection (5-600 s, Granian's bounds).
 """
 
 from __future__ import annotations
@@ -30,6 +36,16 @@ def _split_bind(bind: str) -> tuple[str, str]:
     if not sep or not port.isdigit() or not host:
         raise SystemExit(f"MODELYARD_BIND must be host:port, not {bind!r}")
     return host.strip("[]"), port
+
+
+def thread_idle_timeout() -> int:
+    """Seconds an idle app thread is kept: ``DB_CONN_MAX_AGE`` (the life of the database
+    connection it holds, Django's default 60 s) within Granian's bounds of 5-600."""
+    try:
+        max_age = int(os.environ.get("DB_CONN_MAX_AGE", "60"))
+    except ValueError:
+        max_age = 60  # settings refuses the value with a clear error when the app starts
+    return min(600, max(5, max_age))
 
 
 def command(
@@ -56,6 +72,8 @@ def command(
         str(workers or os.environ.get("WEB_CONCURRENCY", "2")),
         "--blocking-threads",
         str(threads or os.environ.get("WEB_THREADS", "4")),
+        "--blocking-threads-idle-timeout",  # keep a thread as long as its database connection
+        str(thread_idle_timeout()),
         "--respawn-failed-workers",  # a crashed worker is replaced, as gunicorn's arbiter did
         "--workers-kill-timeout",  # SIGTERM: in-flight requests get this long to finish
         os.environ.get("WEB_GRACEFUL_TIMEOUT", "20"),

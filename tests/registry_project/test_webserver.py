@@ -218,14 +218,25 @@ def test_the_command_line_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("MODELYARD_BIND", "0.0.0.0:9000")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     monkeypatch.setenv("WEB_THREADS", "8")
+    monkeypatch.delenv("DB_CONN_MAX_AGE", raising=False)
     argv = webserver.command(extra=["--workers-max-rss", "512"])
     flags = dict(itertools.pairwise(argv))
     assert flags["--host"] == "0.0.0.0" and flags["--port"] == "9000"
     assert flags["--workers"] == "3" and flags["--blocking-threads"] == "8"
+    assert flags["--blocking-threads-idle-timeout"] == "60"  # Django's DB_CONN_MAX_AGE default
     assert argv[-4:] == ["--factory", "--workers-max-rss", "512", "registry_project.wsgi:served_application"]
     monkeypatch.setenv("MODELYARD_BIND", "8000")
     with pytest.raises(SystemExit, match="host:port"):
         webserver.command()
+
+
+@pytest.mark.parametrize(("max_age", "kept"), [("600", "600"), ("3600", "600"), ("0", "5"), ("x", "60")])
+def test_idle_threads_are_kept_as_long_as_their_database_connection(monkeypatch, max_age, kept):
+    """A thread that Granian ends takes its warm database connection with it, within Granian's
+    bounds (5-600 s); an invalid DB_CONN_MAX_AGE is the settings' error to raise, not the CLI's."""
+    monkeypatch.setenv("DB_CONN_MAX_AGE", max_age)
+    flags = dict(itertools.pairwise(webserver.command()))
+    assert flags["--blocking-threads-idle-timeout"] == kept
 
 
 def test_a_server_worker_keeps_its_start_up_objects_out_of_the_collector(prepared):

@@ -51,6 +51,15 @@ def env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not an integer") from exc
 
 
+DB_CONN_MAX_AGE_DEFAULT = 60
+
+
+def db_conn_max_age() -> int:
+    """Seconds a database connection is reused (``DB_CONN_MAX_AGE``): Django's ``CONN_MAX_AGE``
+    in settings, and how long the web server keeps an idle thread holding one."""
+    return env_int("DB_CONN_MAX_AGE", DB_CONN_MAX_AGE_DEFAULT)
+
+
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import dj_database_url
 
-from registry_project.env import ConfigError, env_bool, env_int, env_list, env_str, persistent_secret
+from registry_project.env import (
+    ConfigError,
+    db_conn_max_age,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    persistent_secret,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MODELYARD_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -78,7 +86,7 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=db_conn_max_age())}
 except ValueError as exc:  # dj-database-url names the scheme it did not understand
     raise ConfigError(f"DATABASE_URL is not usable: {exc}") from exc
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

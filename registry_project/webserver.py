@@ -13,10 +13,10 @@ resident). Idle kept-alive connections
 are never closed by the server, so a load balancer's idle timeout always ends them first.
 
 A thread that has served requests holds a warm database connection (kept ``DB_CONN_MAX_AGE``
-seconds). Granian ends idle threads after 30 s by default, which threw those connections away
-after any lull: the first request of each new thread then paid a new PostgreSQL session and its
-catalog caches (~30-40 ms here, the first request on each of the 8 threads after 35 s idle).
-Threads are now kept as long as their connection (5-600 s, Granian's bounds).
+seconds), so an idle thread is kept as long (within Granian's 5-600 s). Granian's own default,
+30 s, threw those connections away after any lull: the first request of each new thread then
+paid a new PostgreSQL session and its catalog caches (~30-40 ms here, the first request on each
+of the 8 threads after 35 s idle).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+
+from registry_project.env import DB_CONN_MAX_AGE_DEFAULT, ConfigError, db_conn_max_age
 
 
 def bind_address(bind: str | None = None) -> str:
@@ -40,11 +42,11 @@ def _split_bind(bind: str) -> tuple[str, str]:
 
 def thread_idle_timeout() -> int:
     """Seconds an idle app thread is kept: ``DB_CONN_MAX_AGE`` (the life of the database
-    connection it holds, Django's default 60 s) within Granian's bounds of 5-600."""
+    connection it holds) within Granian's bounds of 5-600."""
     try:
-        max_age = int(os.environ.get("DB_CONN_MAX_AGE", "60"))
-    except ValueError:
-        max_age = 60  # settings refuses the value with a clear error when the app starts
+        max_age = db_conn_max_age()
+    except ConfigError:
+        max_age = DB_CONN_MAX_AGE_DEFAULT  # the app's settings refuse the value with a clear error
     return min(600, max(5, max_age))
 
 

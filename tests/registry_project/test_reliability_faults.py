@@ -30,7 +30,8 @@ from django.db import connection
 from django.test import override_settings
 
 from models_app import artifacts, services
-from models_app.models import AuditEvent, Blob, ModelVersion, VersionFile
+from models_app.models import AuditEvent, Blob, ModelVersion, RegisteredModel, VersionFile
+from registry_project.rawsql import table
 from tests.conftest import need_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,9 +91,6 @@ def test_database_connection_dropped_mid_request_is_503_and_leaves_nothing(
     """The backend serving a version-create request is terminated between its first write (the
     model's version counter) and its commit, as the version row is inserted: the client gets 503
     in the envelope, no version, no audit row; the next request reconnects and works."""
-    from models_app.models import RegisteredModel
-    from registry_project.rawsql import table
-
     model = services.registered_model_create(actor=owner, name="dropme", team=team)
     client = api(owner)
     audits = AuditEvent.objects.count()

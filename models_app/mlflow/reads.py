@@ -6,10 +6,8 @@ ORM's per-call query compilation and model instances (see ``registry_project.raw
 - a version is one query after the token lookup: the version with its model, creator and run,
   and its tags and aliases as JSON arrays from correlated subqueries (``rawsql.json_pairs``);
 - a model is two: the model with its tags and aliases, then its latest version per stage;
-- a search page is the same queries without the children, plus one batched query for the
-  children of all its rows, whatever the page size (a correlated subquery per row cost more):
-  a version page two queries, a model page three. The search grammar compiles to SQL
-  conditions (``search.registered_model_where``/``model_version_where``);
+- a search page is the same one or two queries, whatever the page size: the search grammar
+  compiles to SQL conditions (``search.registered_model_where``/``model_version_where``);
 - the writes' own lookups (``model_for_write``, ``version_for_write``) are one prepared query each
   that returns model instances, as the services take them.
 
@@ -27,7 +25,6 @@ import re
 from collections.abc import Sequence
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 
 from lineage_app.models import TrainingRun
 from models_app.mlflow.encode import STAGE_TO_MLFLOW, STATUS_TO_MLFLOW
@@ -51,20 +48,9 @@ from registry_project.rawsql import (
 _MODEL_ID = re.compile(r"^models:/(m-[0-9a-f]{32})/?$")
 _STAGE_ORDER = {stage: index for index, stage in enumerate(STAGE_TO_MLFLOW)}
 
-# Kinds of the rows of ``children``, in the order the statement sorts them.
-_MODEL_TAG, _MODEL_ALIAS, _VERSION_TAG, _VERSION_ALIAS = range(4)
-_NO_CHILDREN: tuple[list, list] = ([], [])
-
 
 class _Sql:
-    """The statements, built once the apps are loaded (table names come from the models).
-
-    A lookup by a unique key returns one row with its tags and aliases in a JSON column
-    (``rawsql.json_pairs``): one query, one round trip. A page leaves them out and reads the
-    children of all its rows in one more query (``children``): the correlated subqueries cost
-    PostgreSQL ~7 us per row each, 2.7 ms of the 7 ms a page of 100 models took, against ~0.3 ms
-    for the batched query.
-    """
+    """The statements, built once the apps are loaded (table names come from the models)."""
 
     def __init__(self) -> None:
         user = get_user_model()
@@ -77,29 +63,25 @@ class _Sql:
             "a.alias", "a.alias", f"FROM {table(ModelAlias)} a WHERE a.version_id = v.id", "a.alias"
         )
         # The creator's name and the run id are scalar subqueries, not LEFT JOINs: with two
-        # fewer tables to order, PostgreSQL plans a version search in 0.8 ms instead of 1.9 (half
-        # of its time for a page of 100 versions; searches are planned on every call).
-        version_columns = (
+        # fewer tables to order, PostgreSQL plans a version search in 0.8 ms instead of 1.9
+        # (searches are planned on every call; see ``rawsql.fetch``).
+        columns = (
             "SELECT v.id, v.model_id, v.version, v.status, v.status_message, v.stage, v.description, "
             f"v.source, {epoch_ms('v.created_at')}, {epoch_ms('v.updated_at')}, m.name, "
             f"(SELECT u.{username} FROM {table(user)} u WHERE u.id = v.created_by_id), "
-            f"(SELECT r.external_id FROM {table(TrainingRun)} r WHERE r.version_id = v.id)"
+            f"(SELECT r.external_id FROM {table(TrainingRun)} r WHERE r.version_id = v.id), "
+            f"{json_columns(version_tags, version_aliases)} FROM "
         )
-        with_children = f", {json_columns(version_tags, version_aliases)}"
         joins = f"JOIN {table(RegisteredModel)} m ON m.id = v.model_id "
-        versions = f" FROM {table(ModelVersion)} v {joins}WHERE "
-        self.versions = version_columns + with_children + versions
-        self.versions_page = version_columns + versions
+        self.versions = f"{columns}{table(ModelVersion)} v {joins}WHERE "
         # The highest version per model and stage: one grouped pass over the models' versions,
         # then primary-key joins (a correlated MAX per version row cost ~2 ms a page).
-        latest = (
-            f" FROM (SELECT model_id, stage, MAX(version) AS top FROM {table(ModelVersion)} "
+        self.latest = (
+            f"{columns}(SELECT model_id, stage, MAX(version) AS top FROM {table(ModelVersion)} "
             "WHERE {models} GROUP BY model_id, stage) t "
             f"JOIN {table(ModelVersion)} v ON v.model_id = t.model_id AND v.version = t.top {joins}"
             "WHERE {outer}"  # the models again, or the planner may hash-join every version
         )
-        self.latest = version_columns + with_children + latest
-        self.latest_page = version_columns + latest
         model_tags = json_pairs(
             "t." + key, "t.value", f"FROM {table(ModelTag)} t WHERE t.model_id = m.id", "t." + key
         )
@@ -109,38 +91,11 @@ class _Sql:
             f"FROM {table(ModelAlias)} a WHERE a.model_id = m.id",
             "a.alias",
         )
-        model_columns = (
+        self.models = (
             f"SELECT m.id, m.name, m.description, {epoch_ms('m.created_at')}, {epoch_ms('m.updated_at')}, "
-            f"(SELECT u.{username} FROM {table(user)} u WHERE u.id = m.created_by_id)"
+            f"(SELECT u.{username} FROM {table(user)} u WHERE u.id = m.created_by_id), "
+            f"{json_columns(model_tags, model_aliases)} FROM {table(RegisteredModel)} m WHERE "
         )
-        models = f" FROM {table(RegisteredModel)} m WHERE "
-        self.models = f"{model_columns}, {json_columns(model_tags, model_aliases)}{models}"
-        self.models_page = model_columns + models
-        # ``children``'s parts: (kind, owner id, key, value) rows; ``{owner}`` is an ``id_in``
-        # condition on the owner column. Sorted as the JSON columns sort (by the database's
-        # collation): tags by key, aliases by name.
-        self.children = {
-            _MODEL_TAG: (
-                f"SELECT {_MODEL_TAG}, t.model_id, t.{key}, t.value FROM {table(ModelTag)} t WHERE {{owner}}",
-                "t.model_id",
-            ),
-            _MODEL_ALIAS: (
-                f"SELECT {_MODEL_ALIAS}, a.model_id, a.alias, CAST(x.version AS TEXT) "
-                f"FROM {table(ModelAlias)} a JOIN {table(ModelVersion)} x ON x.id = a.version_id "
-                "WHERE {owner}",
-                "a.model_id",
-            ),
-            _VERSION_TAG: (
-                f"SELECT {_VERSION_TAG}, t.version_id, t.{key}, t.value FROM {table(VersionTag)} t "
-                "WHERE {owner}",
-                "t.version_id",
-            ),
-            _VERSION_ALIAS: (
-                f"SELECT {_VERSION_ALIAS}, a.version_id, a.alias, a.alias FROM {table(ModelAlias)} a "
-                "WHERE {owner}",
-                "a.version_id",
-            ),
-        }
         self.model_columns = ModelColumns(RegisteredModel, "m")
         self.version_columns = ModelColumns(ModelVersion, "v")
         self.model_for_write = (
@@ -163,42 +118,12 @@ def _statements() -> _Sql:
     return _Sql()
 
 
-def _children(
-    model_ids: Sequence[int], version_ids: Sequence[int]
-) -> tuple[dict[int, tuple[list, list]], dict[int, tuple[list, list]]]:
-    """The tags and aliases of a page's models and versions: ``({model id: (tags, aliases)},
-    {version id: (tags, aliases)})``, each a list of ``(key, value)`` / ``(alias, version)``
-    pairs. One query on PostgreSQL whatever the page size."""
-    sql = _statements()
-    parts: list[tuple[str, list]] = []
-    for ids, kinds in (
-        (model_ids, (_MODEL_TAG, _MODEL_ALIAS)),
-        (version_ids, (_VERSION_TAG, _VERSION_ALIAS)),
-    ):
-        for chunk in chunks(list(ids)):
-            for kind in kinds:
-                template, owner = sql.children[kind]
-                condition, params = id_in(owner, chunk)
-                parts.append((template.format(owner=condition), params))
-    # One statement on PostgreSQL; one per chunk elsewhere (SQLite's limit on parameters).
-    groups = ([parts] if parts else []) if connection.vendor == "postgresql" else [[part] for part in parts]
-    found: tuple[dict, dict] = ({}, {})
-    for group in groups:
-        statement = " UNION ALL ".join(part[0] for part in group) + " ORDER BY 1, 2, 3"
-        for kind, owner, first, second in fetch(statement, [p for part in group for p in part[1]]):
-            owners = found[1] if kind in (_VERSION_TAG, _VERSION_ALIAS) else found[0]
-            tags, aliases = owners.setdefault(owner, ([], []))
-            (aliases if kind in (_MODEL_ALIAS, _VERSION_ALIAS) else tags).append((first, second))
-    return found
-
-
 # --- Versions -------------------------------------------------------------------------------
 
 
-def _version(row: Sequence, children: tuple[list, list]) -> dict:
-    """MLflow's ModelVersion for a row of the version columns and its (tags, aliases)."""
+def _version(row: Sequence) -> dict:
     (_pk, _model_id, number, status, status_message, stage, description, source, created, updated, name,
-     username, run_id) = row[:13]  # fmt: skip
+     username, run_id, children) = row  # fmt: skip
     data = {
         "name": name,
         "version": str(number),
@@ -215,7 +140,7 @@ def _version(row: Sequence, children: tuple[list, list]) -> dict:
         data["user_id"] = username
     if status_message:
         data["status_message"] = status_message
-    tags, aliases = children
+    tags, aliases = json_row(children)
     if tags:
         data["tags"] = [{"key": key, "value": value} for key, value in tags]
     if aliases:
@@ -225,16 +150,9 @@ def _version(row: Sequence, children: tuple[list, list]) -> dict:
     return data
 
 
-def _version_with_children(row: Sequence) -> dict:
-    """A version read by a ``versions``/``latest`` statement (its children in its last column)."""
-    return _version(row, json_row(row[13]))
-
-
 def _versions(where: str, params: list) -> list[dict]:
     """Versions by a unique key (a prepared statement: the plan is the same for every value)."""
-    return [
-        _version_with_children(row) for row in fetch(_statements().versions + where, params, prepared=True)
-    ]
+    return [_version(row) for row in fetch(_statements().versions + where, params, prepared=True)]
 
 
 def _one(found: list[dict]) -> dict | None:
@@ -261,11 +179,7 @@ def version_by_id(*, user, pk: int) -> dict | None:
     return _one(_versions(f"v.id = %s AND {visible}", [pk, *params]))
 
 
-def _latest_rows(model_ids: Sequence[int], stages: Sequence[str] | None, *, page: bool) -> list[tuple]:
-    """The latest version rows of ``model_ids``, by stage order then number. One model (a get)
-    is a prepared statement with the children in the row; a page's are planned for their number
-    and come without (see ``_children``)."""
-    sql = _statements()
+def _latest_rows(model_ids: Sequence[int], stages: Sequence[str] | None) -> list[tuple]:
     rows: list = []
     for part in chunks(list(model_ids)):
         condition, params = id_in("model_id", part)
@@ -273,8 +187,9 @@ def _latest_rows(model_ids: Sequence[int], stages: Sequence[str] | None, *, page
             condition += f" AND stage IN ({', '.join(['%s'] * len(stages))})"
             params += list(stages)
         outer, outer_params = id_in("v.model_id", part)
-        statement = (sql.latest_page if page else sql.latest).format(models=condition, outer=outer)
-        rows += fetch(statement, params + outer_params, prepared=not page and len(part) == 1)
+        statement = _statements().latest.format(models=condition, outer=outer)
+        # One model (a get) is prepared; a page's ids are planned for their number.
+        rows += fetch(statement, params + outer_params, prepared=len(part) == 1)
     rows.sort(key=lambda row: (_STAGE_ORDER.get(row[5], len(_STAGE_ORDER)), row[2]))
     return rows
 
@@ -283,29 +198,19 @@ def latest_versions(*, model_id: int, stages: Sequence[str] | None = None) -> li
     """The highest version of the (visible) model in each stage, or only in ``stages``."""
     if stages is not None and not stages:
         return []
-    return [_version_with_children(row) for row in _latest_rows([model_id], stages, page=False)]
+    return [_version(row) for row in _latest_rows([model_id], stages)]
 
 
 # --- Registered models ----------------------------------------------------------------------
 
 
-def _models(rows: list[tuple], *, page: bool) -> dict[int, dict]:
-    """MLflow's RegisteredModel for each model row, with latest versions, tags and aliases:
-    rows of ``models`` (children in the last column) or, for a page, of ``models_page``."""
-    model_ids = [row[0] for row in rows]
-    latest = _latest_rows(model_ids, None, page=page)
-    if page:
-        model_children, version_children = _children(model_ids, [row[0] for row in latest])
-    else:  # in the rows' last columns
-        model_children = {row[0]: json_row(row[6]) for row in rows}
-        version_children = {row[0]: json_row(row[13]) for row in latest}
+def _models(rows: list[tuple]) -> dict[int, dict]:
+    """MLflow's RegisteredModel for each model row, with latest versions, tags and aliases."""
     latest_by_model: dict[int, list] = {}
-    for row in latest:
-        version = _version(row, version_children.get(row[0], _NO_CHILDREN))
-        latest_by_model.setdefault(row[1], []).append(version)
+    for row in _latest_rows([row[0] for row in rows], None):
+        latest_by_model.setdefault(row[1], []).append(_version(row))
     found = {}
-    for row in rows:
-        pk, name, description, created, updated, username = row[:6]
+    for pk, name, description, created, updated, username, children in rows:
         data = {"name": name, "creation_timestamp": ms(created), "last_updated_timestamp": ms(updated)}
         if description:
             data["description"] = description
@@ -313,7 +218,7 @@ def _models(rows: list[tuple], *, page: bool) -> dict[int, dict]:
             data["user_id"] = username
         if pk in latest_by_model:
             data["latest_versions"] = latest_by_model[pk]
-        tags, aliases = model_children.get(pk, _NO_CHILDREN)
+        tags, aliases = json_row(children)
         if tags:
             data["tags"] = [{"key": key, "value": value} for key, value in tags]
         if aliases:
@@ -328,13 +233,13 @@ def model_get(*, user, name: str) -> dict | None:
     rows = fetch(
         _statements().models + f"UPPER(m.name) = UPPER(%s) AND {visible}", [name, *params], prepared=True
     )
-    return next(iter(_models(rows, page=False).values()), None)
+    return next(iter(_models(rows).values()), None)
 
 
 def model_by_id(*, user, pk: int) -> dict | None:
     visible, params = visible_models_sql(user, "m")
     rows = fetch(_statements().models + f"m.id = %s AND {visible}", [pk, *params], prepared=True)
-    return next(iter(_models(rows, page=False).values()), None)
+    return next(iter(_models(rows).values()), None)
 
 
 # --- Searches -------------------------------------------------------------------------------
@@ -363,11 +268,9 @@ def model_search(
         condition += " AND (m.name, m.id) > (%s, %s)"
         values += list(after)
         offset = 0
-    rows = fetch(
-        _statements().models_page + condition + _page_sql(order, "m.id"), [*values, limit + 1, offset]
-    )
+    rows = fetch(_statements().models + condition + _page_sql(order, "m.id"), [*values, limit + 1, offset])
     page = rows[:limit]
-    found = _models(page, page=True)
+    found = _models(page)
     last = (page[-1][1], page[-1][0]) if page else None
     return [found[row[0]] for row in page], len(rows) > limit, last
 
@@ -375,11 +278,9 @@ def model_search(
 def version_search(*, user, where: Where, order: Sequence[str], offset: int, limit: int):
     """One page of the visible versions matching ``where`` (``search.model_version_where``)."""
     visible, params = visible_models_sql(user, "m")
-    sql = _statements().versions_page + f"{visible} AND {where.sql}" + _page_sql(order, "v.id")
+    sql = _statements().versions + f"{visible} AND {where.sql}" + _page_sql(order, "v.id")
     rows = fetch(sql, [*params, *where.params, limit + 1, offset])
-    page = rows[:limit]
-    _, children = _children([], [row[0] for row in page])
-    return [_version(row, children.get(row[0], _NO_CHILDREN)) for row in page], len(rows) > limit
+    return [_version(row) for row in rows[:limit]], len(rows) > limit
 
 
 # --- Instances for writes -------------------------------------------------------------------

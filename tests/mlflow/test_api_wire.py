@@ -334,10 +334,11 @@ def test_model_and_version_json_carry_tags_aliases_and_latest_per_stage(call, ow
 def test_search_pages_carry_each_rows_own_tags_and_aliases(
     call, owner, team, internal_model, private_model, monkeypatch
 ):
-    """A page reads its rows' children in one batched query, a get in the row itself: every
-    model and version on a page equals its get, field by field, whoever's children sit next to
-    it on the page (no tags or aliases leak between rows, none are dropped). On SQLite the ids
-    go in chunks (its limit on parameters): two per chunk here, so pages take several."""
+    """Searches and gets are different statements (a page's latest versions are one grouped
+    query over all its models): every model and version on a page equals its get, field by
+    field, whoever sits next to it on the page (no tags, aliases or latest versions leak
+    between rows, none are dropped). On SQLite the ids go in chunks (its limit on parameters):
+    two per chunk here, so a page takes several."""
     from models_app.models import ModelVersion
     from registry_project import rawsql
 

@@ -365,6 +365,8 @@ def test_search_pages_carry_each_rows_own_tags_and_aliases(
     )
     listed = body["registered_models"] + rest["registered_models"]
     assert [m["name"] for m in listed] == ["churn", "fraud", "plain"]
+    status, whole = call(owner, "GET", f"{BASE}/registered-models/search", {"max_results": "3"})
+    assert whole["registered_models"] == listed  # one page, two id chunks on SQLite
     for found in listed:
         status, got = call(owner, "GET", f"{BASE}/registered-models/get", {"name": found["name"]})
         assert found == got["registered_model"]

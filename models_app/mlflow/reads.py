@@ -62,13 +62,17 @@ class _Sql:
         version_aliases = json_pairs(
             "a.alias", "a.alias", f"FROM {table(ModelAlias)} a WHERE a.version_id = v.id", "a.alias"
         )
+
         # The creator's name and the run id are scalar subqueries, not LEFT JOINs: with two
         # fewer tables to order, PostgreSQL plans a version search in 0.8 ms instead of 1.9
         # (searches are planned on every call; see ``rawsql.fetch``).
+        def creator(column: str) -> str:
+            return f"(SELECT u.{username} FROM {table(user)} u WHERE u.id = {column})"
+
         columns = (
             "SELECT v.id, v.model_id, v.version, v.status, v.status_message, v.stage, v.description, "
             f"v.source, {epoch_ms('v.created_at')}, {epoch_ms('v.updated_at')}, m.name, "
-            f"(SELECT u.{username} FROM {table(user)} u WHERE u.id = v.created_by_id), "
+            f"{creator('v.created_by_id')}, "
             f"(SELECT r.external_id FROM {table(TrainingRun)} r WHERE r.version_id = v.id), "
             f"{json_columns(version_tags, version_aliases)} FROM "
         )
@@ -93,8 +97,8 @@ class _Sql:
         )
         self.models = (
             f"SELECT m.id, m.name, m.description, {epoch_ms('m.created_at')}, {epoch_ms('m.updated_at')}, "
-            f"(SELECT u.{username} FROM {table(user)} u WHERE u.id = m.created_by_id), "
-            f"{json_columns(model_tags, model_aliases)} FROM {table(RegisteredModel)} m WHERE "
+            f"{creator('m.created_by_id')}, {json_columns(model_tags, model_aliases)} "
+            f"FROM {table(RegisteredModel)} m WHERE "
         )
         self.model_columns = ModelColumns(RegisteredModel, "m")
         self.version_columns = ModelColumns(ModelVersion, "v")

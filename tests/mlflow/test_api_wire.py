@@ -358,23 +358,21 @@ def test_search_pages_carry_each_rows_own_tags_and_aliases(
     services.model_tag_set(actor=owner, model=private_model, key="pii", value="yes")
     services.model_tag_set(actor=owner, model=private_model, key="owner", value="risk")
 
-    status, body = call(owner, "GET", f"{BASE}/registered-models/search", {"max_results": "2"})
+    models_path, versions_path = f"{BASE}/registered-models/search", f"{BASE}/model-versions/search"
+    status, body = call(owner, "GET", models_path, {"max_results": "2"})
     assert status == 200
-    status, rest = call(
-        owner, "GET", f"{BASE}/registered-models/search", {"page_token": body["next_page_token"]}
-    )
+    status, rest = call(owner, "GET", models_path, {"page_token": body["next_page_token"]})
     listed = body["registered_models"] + rest["registered_models"]
     assert [m["name"] for m in listed] == ["churn", "fraud", "plain"]
-    status, whole = call(owner, "GET", f"{BASE}/registered-models/search", {"max_results": "3"})
+    status, whole = call(owner, "GET", models_path, {"max_results": "3"})
     assert whole["registered_models"] == listed  # one page, two id chunks on SQLite
     for found in listed:
         status, got = call(owner, "GET", f"{BASE}/registered-models/get", {"name": found["name"]})
         assert found == got["registered_model"]
     assert listed[1]["tags"] == [{"key": "owner", "value": "risk"}, {"key": "pii", "value": "yes"}]
 
-    status, body = call(owner, "GET", f"{BASE}/model-versions/search", {"max_results": "4"})
-    path = f"{BASE}/model-versions/search"
-    status, rest = call(owner, "GET", path, {"page_token": body["next_page_token"]})
+    status, body = call(owner, "GET", versions_path, {"max_results": "4"})
+    status, rest = call(owner, "GET", versions_path, {"page_token": body["next_page_token"]})
     listed = body["model_versions"] + rest["model_versions"]
     assert len(listed) == 6
     for found in listed:

@@ -8,7 +8,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import Any
 
@@ -1312,17 +1312,53 @@ def blob_gc(*, grace: timedelta, dry_run: bool = False) -> GcReport:
 
 
 def model_version_ready_hooks_run(*, version_id: int) -> None:
-    """Call each hook of ``MODELYARD_VERSION_READY_HOOKS`` with the READY version's id.
+    """Call each hook of ``MODELYARD_VERSION_READY_HOOKS`` with the READY version's id, then
+    mark the version done (``ready_hooks_done_at``); a version already done is left alone.
 
     Hooks belong to other apps (lineage capture from MLmodel files, built-in checks); each must
-    be idempotent, since a redelivered task runs them again.
+    be idempotent, since a task redelivered after its worker died runs them again. A hook that
+    raises leaves the version owed, for ``version_ready_hooks_sweep``.
     """
     from django.utils.module_loading import import_string
 
-    if not ModelVersion.objects.filter(pk=version_id, status=VersionStatus.READY).exists():
-        return  # deleted or not READY: nothing to follow up
+    owed = ModelVersion.objects.filter(pk=version_id, status=VersionStatus.READY, ready_hooks_done_at=None)
+    if not owed.exists():
+        return  # deleted, not READY, or done by an earlier copy of the task: nothing to follow up
     for dotted in settings.MODELYARD_VERSION_READY_HOOKS:
         import_string(dotted)(version_id=version_id)
+    owed.update(ready_hooks_done_at=timezone.now())
+
+
+SWEEP_BATCH = 500
+
+
+def version_ready_hooks_sweep(*, now: datetime | None = None) -> list[int]:
+    """Queue the hooks again for READY versions still owed them an hour (the grace) after their
+    finalize: the queueing after commit was lost (broker down, process killed in between).
+
+    A queue backed up past the grace gets a second copy, which does nothing once the first has
+    run (``model_version_ready_hooks_run`` skips versions that are done). Versions finalized more
+    than ``MODELYARD_READY_HOOKS_SWEEP_DAYS`` ago are left alone, so a hook that fails on every
+    run is not retried forever. At most ``SWEEP_BATCH`` a run, oldest first; returns their ids.
+    """
+    from models_app.tasks import version_ready_task
+
+    now = now or timezone.now()
+    ids = list(
+        ModelVersion.objects.filter(
+            status=VersionStatus.READY,
+            ready_hooks_done_at=None,
+            finalized_at__lte=now - timedelta(minutes=settings.MODELYARD_READY_HOOKS_GRACE_MINUTES),
+            finalized_at__gte=now - timedelta(days=settings.MODELYARD_READY_HOOKS_SWEEP_DAYS),
+        )
+        .order_by("finalized_at")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    for version_id in ids:
+        version_ready_task.delay(version_id=version_id)
+    if ids:
+        logger.warning("Queued the version-ready hooks again for %d version(s) owed them.", len(ids))
+    return ids
 
 
 # --- Teams and users ------------------------------------------------------------------------

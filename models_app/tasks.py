@@ -14,6 +14,14 @@ def version_ready_task(self, version_id: int) -> None:
 
 
 @shared_task(acks_late=True, ignore_result=True)
+def version_ready_hooks_sweep_task() -> None:
+    """Queue the hooks again for READY versions whose queueing was lost (every 10 minutes)."""
+    from models_app.services import version_ready_hooks_sweep
+
+    version_ready_hooks_sweep()
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def webhook_deliveries_dispatch_task() -> None:
     """Send due webhook deliveries (after each change, and every 30 s for retries)."""
     from models_app.services_events import deliveries_dispatch

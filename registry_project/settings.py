@@ -208,6 +208,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     # Retries and anything missed while the broker was down: the outbox rows are the truth.
     "webhook-deliveries": {"task": "models_app.tasks.webhook_deliveries_dispatch_task", "schedule": 30.0},
+    # Version-ready hooks whose queueing after finalize was lost (``ready_hooks_done_at``).
+    "version-ready-hooks-sweep": {
+        "task": "models_app.tasks.version_ready_hooks_sweep_task",
+        "schedule": 600.0,
+    },
     # Desired vs observed state of deployments: dead instances restarted, stale builds resumed.
     "deployments-reconcile": {
         "task": "deployments_app.tasks.deployments_reconcile_task",
@@ -284,6 +289,13 @@ MODELYARD_VERSION_READY_HOOKS: list[str] = [
     "lineage_app.services.lineage_capture_from_files",
     "models_app.services_governance.builtin_checks_run",
 ]
+# A READY version whose hooks have not run this long after finalize gets them queued again
+# (their queueing was lost), if it was finalized within the last ..._SWEEP_DAYS.
+MODELYARD_READY_HOOKS_GRACE_MINUTES = env_int("MODELYARD_READY_HOOKS_GRACE_MINUTES", 60)
+MODELYARD_READY_HOOKS_SWEEP_DAYS = env_int("MODELYARD_READY_HOOKS_SWEEP_DAYS", 7)
+for _name in ("MODELYARD_READY_HOOKS_GRACE_MINUTES", "MODELYARD_READY_HOOKS_SWEEP_DAYS"):
+    if globals()[_name] < 1:
+        raise ConfigError(f"{_name}={globals()[_name]}: give a whole number of at least 1")
 # Webhooks: receivers on loopback/private networks are refused unless allowed (SSRF guard).
 MODELYARD_WEBHOOK_ALLOW_PRIVATE = env_bool("MODELYARD_WEBHOOK_ALLOW_PRIVATE", False)
 MODELYARD_WEBHOOK_TIMEOUT_SECONDS = env_int("MODELYARD_WEBHOOK_TIMEOUT_SECONDS", 10)

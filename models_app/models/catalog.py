@@ -92,6 +92,10 @@ class ModelVersion(models.Model):
     # SHA-256 over the sorted (path, sha256, size) lines of the file tree, set at finalize.
     manifest_digest = models.CharField(max_length=64, blank=True, editable=False)
     finalized_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the version-ready hooks (checks, lineage capture) last ran to the end. A READY version
+    # without it is owed them: ``version_ready_hooks_sweep`` queues them again if the queueing
+    # after finalize was lost (the broker was down).
+    ready_hooks_done_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -103,8 +107,16 @@ class ModelVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["model", "version"], name="modelversion_model_version_unique")
         ]
-        # The catalog's stage facet counts distinct models per stage: an index-only scan.
-        indexes = [models.Index(fields=["stage", "model"], name="modelversion_stage_model")]
+        indexes = [
+            # The catalog's stage facet counts distinct models per stage: an index-only scan.
+            models.Index(fields=["stage", "model"], name="modelversion_stage_model"),
+            # The sweep's rows only: versions waiting for their hooks (a handful at any time).
+            models.Index(
+                fields=["finalized_at"],
+                condition=models.Q(status=VersionStatus.READY, ready_hooks_done_at__isnull=True),
+                name="modelversion_hooks_owed",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.name} v{self.version}"

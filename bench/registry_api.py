@@ -82,8 +82,8 @@ def seed_modelyard(dsn: str, models: int, versions: int, team_id: int, user_id: 
         conn.execute(
             """INSERT INTO models_app_modelversion
                (model_id, version, status, status_message, stage, description, source, manifest_digest,
-                finalized_at, created_by_id, created_at, updated_at)
-               SELECT m.id, v, 'READY', '', 'none', '', 'models:/seed', '', now(), %s, now(),
+                finalized_at, ready_hooks_done_at, created_by_id, created_at, updated_at)
+               SELECT m.id, v, 'READY', '', 'none', '', 'models:/seed', '', now(), now(), %s, now(),
                       now() - make_interval(secs => m.id * 10 + v)
                FROM models_app_registeredmodel m, generate_series(1, %s) v""",
             (user_id, versions),
@@ -410,12 +410,17 @@ def run_suite(
     reads_only: bool,
     modes: list[bool],
 ) -> list[dict]:
+    """Each operation runs on both servers back to back, and the first server alternates from one
+    operation to the next: this machine's speed drifts by up to 2x within an hour, so a ratio
+    of two rows minutes apart measured the drift as much as the servers."""
     rows = []
+    names = list(operations(models, versions, "", reads_only))
     for reuse in modes:
         for concurrency in (1, 8):
-            for target in targets:
-                ops = operations(models, versions, model_ids[target.label], reads_only)
-                for op, unit in ops.items():
+            ops = {t.label: operations(models, versions, model_ids[t.label], reads_only) for t in targets}
+            for index, op in enumerate(names):
+                for target in targets if index % 2 == 0 else targets[::-1]:
+                    unit = ops[target.label][op]
                     count = max(2, requests // (models // 100 if op == "walk all model pages" else 1))
                     if op == "walk all model pages":
                         count = max(concurrency, 2)

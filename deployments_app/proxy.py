@@ -28,6 +28,9 @@ STREAM_ABOVE = 1024 * 1024
 
 
 class ProxyError(Exception):
+    """Why a request could not be forwarded. A 502/503 here is the deployment's state (stopped,
+    starting, not answering), already logged once at WARNING by ``forward``."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -47,6 +50,7 @@ def forward(
     """Send ``method path?query`` with ``body`` to the deployment; returns a Django response."""
     endpoint = deployment.endpoint_url if deployment.is_serving else ""
     if not endpoint:
+        logger.warning("proxy to deployment %s: %s, no endpoint", deployment.pk, deployment.status)
         raise ProxyError(503, f"Deployment '{deployment.name}' is {deployment.status}: no endpoint to serve.")
     out_headers = {name: value for name in FORWARDED_HEADERS if (value := headers.get(name))}
     target = "/" + path.lstrip("/") + (f"?{query}" if query else "")

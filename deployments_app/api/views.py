@@ -263,6 +263,15 @@ class _RawBody(parsers.BaseParser):
         return None
 
 
+def _proxy_error(exc: proxy.ProxyError) -> Response:
+    response = Response(error_body(exc.status, exc.message), status=exc.status)
+    # A deployment that is stopped or not answering is not the registry failing: ``forward``
+    # logged it at WARNING, so Django's ERROR line for every 5xx ("Service Unavailable: ...") is
+    # left out through its own marker (``django.utils.log.log_response``).
+    response._has_been_logged = exc.status >= 500
+    return response
+
+
 class _ProxyView(APIView):
     """Authenticates and authorizes like the API (``predict`` scope), then forwards."""
 
@@ -314,7 +323,7 @@ class _ProxyView(APIView):
                 headers=request.headers,
             )
         except proxy.ProxyError as exc:
-            return Response(error_body(exc.status, exc.message), status=exc.status)
+            return _proxy_error(exc)
 
     def finalize_response(self, request, response, *args, **kwargs):
         if not isinstance(response, Response):
@@ -332,7 +341,7 @@ class DeploymentPredictView(_ProxyView):
         try:
             path = proxy.protocol_path(deployment, body, request.query_params.get("protocol"))
         except proxy.ProxyError as exc:
-            return Response(error_body(exc.status, exc.message), status=exc.status)
+            return _proxy_error(exc)
         request.META["QUERY_STRING"] = ""
         return self._forward(request, deployment, path, body)
 

@@ -7,6 +7,7 @@ endpoint of an ``external`` deployment, the way an outside deployment tool would
 from __future__ import annotations
 
 import json
+import logging
 from unittest import mock
 
 import pytest
@@ -316,20 +317,32 @@ def test_bad_inference_payloads_are_4xx_not_5xx(api, viewer, running_external):
     assert client.post(f"{url}?protocol=grpc", MLFLOW_BODY, format="json").status_code == 400
 
 
-def test_a_stopped_deployment_answers_503(api, deployer, viewer, running_external):
+def _logged(caplog) -> list[tuple[str, str]]:
+    """What the registry logged at WARNING or above (urllib3's retries left out)."""
+    ours = ("django.request", "deployments_app.proxy")
+    return [(r.name, r.levelname) for r in caplog.records if r.levelno >= logging.WARNING and r.name in ours]
+
+
+def test_a_stopped_deployment_answers_503(api, deployer, viewer, running_external, caplog):
     services.deployment_stop(actor=deployer, deployment=running_external)
+    caplog.clear()
     response = api(viewer, ["predict"]).post(
         f"/api/v1/deployments/{running_external.pk}/predict", MLFLOW_BODY, format="json"
     )
     assert response.status_code == 503 and "no endpoint" in response.json()["message"]
+    # The deployment's state, not a registry failure: one WARNING, not django.request's ERROR.
+    assert _logged(caplog) == [("deployments_app.proxy", "WARNING")]
+    assert api(viewer, ["predict"]).get("/serve/ext/ping").status_code == 503
+    assert _logged(caplog) == [("deployments_app.proxy", "WARNING")] * 2
 
 
-def test_an_unreachable_endpoint_is_502(api, deployer, viewer, running_external):
+def test_an_unreachable_endpoint_is_502(api, deployer, viewer, running_external, caplog):
     Deployment.objects.filter(pk=running_external.pk).update(endpoint_url="http://127.0.0.1:9")
     response = api(viewer, ["predict"]).post(
         f"/api/v1/deployments/{running_external.pk}/predict", MLFLOW_BODY, format="json"
     )
     assert response.status_code == 502 and response.json()["error"] == "error"
+    assert _logged(caplog) == [("deployments_app.proxy", "WARNING")]
 
 
 def test_the_proxy_does_not_forward_the_callers_credentials(api, viewer, running_external):

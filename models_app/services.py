@@ -1333,8 +1333,9 @@ SWEEP_BATCH = 500
 
 
 def version_ready_hooks_sweep(*, now: datetime | None = None) -> list[int]:
-    """Queue the hooks again for READY versions still owed them an hour (the grace) after their
-    finalize: the queueing after commit was lost (broker down, process killed in between).
+    """Queue the hooks again for READY versions still owed them ``MODELYARD_READY_HOOKS_GRACE_MINUTES``
+    (an hour) after their finalize: the queueing after commit was lost (broker down, process
+    killed in between).
 
     A queue backed up past the grace gets a second copy, which does nothing once the first has
     run (``model_version_ready_hooks_run`` skips versions that are done). Versions finalized more

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -565,3 +566,42 @@ def test_a_worker_killed_mid_task_has_the_task_redelivered_and_completed(
     assert "WorkerLostError" in text or "SIGKILL" in text
     names = list(Check.objects.filter(version=version, builtin=True).values_list("name", flat=True))
     assert sorted(names) == sorted(set(names))  # each check once
+
+
+def test_a_version_finalized_while_redis_is_down_gets_its_checks_from_the_sweep(
+    transactional_db, postgres, private_redis, owner, team, tmp_path
+):
+    """The queueing after commit is lost with the broker; beat's sweep, once Redis is back,
+    queues the version-ready hooks again and a real worker runs them, once."""
+    from models_app.models import Check
+
+    model = services.registered_model_create(actor=owner, name="lost-hooks", team=team)
+    version = services.model_version_create(actor=owner, model=model)
+    services.version_file_upload(actor=owner, version=version, path="m.bin", stream=io.BytesIO(b"w"), size=1)
+    log = tmp_path / "worker.log"
+    env = _worker_env(private_redis.url, MODELYARD_READY_HOOKS_GRACE_MINUTES="1")
+    with celery_publishing_to(private_redis.url), celery_worker(env, log):
+        _wait_for(lambda: b"ready." in log.read_bytes(), 90, "the worker to start", log)
+        private_redis.kill()
+        services.model_version_finalize(actor=owner, version=version)  # committed; queueing only logged
+        version.refresh_from_db()
+        assert version.status == "READY" and version.ready_hooks_done_at is None
+        private_redis.start()  # same port, empty: the lost message is not in it
+        # The grace (1 minute for this worker) has passed, as far as the sweep can tell.
+        earlier = version.finalized_at - timedelta(minutes=2)
+        ModelVersion.objects.filter(pk=version.pk).update(finalized_at=earlier)
+        _send(private_redis.url, "models_app.tasks.version_ready_hooks_sweep_task")  # beat's tick
+        _wait_for(
+            lambda: ModelVersion.objects.filter(pk=version.pk, ready_hooks_done_at__isnull=False).exists(),
+            120,
+            "the hooks queued by the sweep",
+            log,
+        )
+        checks = sorted(Check.objects.filter(version=version, builtin=True).values_list("name", flat=True))
+        assert checks == ["loadable", "security_scan"]
+        done = ModelVersion.objects.get(pk=version.pk).ready_hooks_done_at
+        _send(private_redis.url, "models_app.tasks.version_ready_hooks_sweep_task")  # the next tick
+        _wait_for(lambda: log.read_bytes().count(b"version_ready_hooks_sweep_task") >= 4, 60, "the tick", log)
+        time.sleep(2)
+    assert ModelVersion.objects.get(pk=version.pk).ready_hooks_done_at == done  # not run again
+    assert log.read_bytes().count(b"Queued the version-ready hooks again for 1 version(s)") == 1

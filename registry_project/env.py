@@ -41,14 +41,19 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false, 1/0, yes/no, on/off)")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    """The integer in ``name`` (``_`` separators allowed), else ``default``; below ``minimum``
+    (when given) is a ``ConfigError``."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw.replace("_", ""))
+        value = int(raw.replace("_", ""))
     except ValueError as exc:
         raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value}: give a whole number of at least {minimum}")
+    return value
 
 
 DB_CONN_MAX_AGE_DEFAULT = 60

@@ -291,11 +291,8 @@ MODELYARD_VERSION_READY_HOOKS: list[str] = [
 ]
 # A READY version whose hooks have not run this long after finalize gets them queued again
 # (their queueing was lost), if it was finalized within the last ..._SWEEP_DAYS.
-MODELYARD_READY_HOOKS_GRACE_MINUTES = env_int("MODELYARD_READY_HOOKS_GRACE_MINUTES", 60)
-MODELYARD_READY_HOOKS_SWEEP_DAYS = env_int("MODELYARD_READY_HOOKS_SWEEP_DAYS", 7)
-for _name in ("MODELYARD_READY_HOOKS_GRACE_MINUTES", "MODELYARD_READY_HOOKS_SWEEP_DAYS"):
-    if globals()[_name] < 1:
-        raise ConfigError(f"{_name}={globals()[_name]}: give a whole number of at least 1")
+MODELYARD_READY_HOOKS_GRACE_MINUTES = env_int("MODELYARD_READY_HOOKS_GRACE_MINUTES", 60, minimum=1)
+MODELYARD_READY_HOOKS_SWEEP_DAYS = env_int("MODELYARD_READY_HOOKS_SWEEP_DAYS", 7, minimum=1)
 # Webhooks: receivers on loopback/private networks are refused unless allowed (SSRF guard).
 MODELYARD_WEBHOOK_ALLOW_PRIVATE = env_bool("MODELYARD_WEBHOOK_ALLOW_PRIVATE", False)
 MODELYARD_WEBHOOK_TIMEOUT_SECONDS = env_int("MODELYARD_WEBHOOK_TIMEOUT_SECONDS", 10)

@@ -37,6 +37,7 @@ from models_app.models import (
     UploadSession,
     VersionFile,
     VersionTag,
+    Webhook,
 )
 from models_app.models.access import TOKEN_PREFIX
 from registry_project import rawsql, request_context
@@ -56,7 +57,6 @@ def _model_of(obj: Any) -> RegisteredModel | None:
 
 def _audit_event(*, actor, action: str, obj: Any, before, after, model) -> AuditEvent:
     ctx = request_context.current()
-    _emit_event_for(action, obj=obj, model=model, actor=actor, before=before, after=after)
     return AuditEvent(
         actor=actor,
         actor_username=actor.get_username() if actor else "",
@@ -84,12 +84,7 @@ def audit_record(
     model: RegisteredModel | None = None,
 ) -> AuditEvent:
     """Append an audit event for ``obj``. Call it inside the transaction of the change."""
-    actor = actor if getattr(actor, "is_authenticated", False) else None
-    event = _audit_event(
-        actor=actor, action=action, obj=obj, before=before, after=after, model=model or _model_of(obj)
-    )
-    rawsql.inserter(AuditEvent).insert([event])
-    return event
+    return audit_entries(actor=actor, obj=obj, entries=[(action, before, after)], model=model)[0]
 
 
 def audit_records(
@@ -99,18 +94,34 @@ def audit_records(
     return audit_entries(actor=actor, obj=obj, entries=[(action, before, after) for before, after in changes])
 
 
+@cache
+def _audit_inserter() -> rawsql.Inserter:
+    """Audit rows come back with whether any webhook is active: the event outbox is written only
+    then, and most installations have none, so the question costs no round trip of its own."""
+    return rawsql.Inserter(
+        AuditEvent,
+        also=f"EXISTS (SELECT 1 FROM {rawsql.table(Webhook)} WHERE active)",  # noqa: S608
+    )
+
+
 def audit_entries(
-    *, actor, obj: Any, entries: list[tuple[str, dict | None, dict | None]]
+    *,
+    actor,
+    obj: Any,
+    entries: list[tuple[str, dict | None, dict | None]],
+    model: RegisteredModel | None = None,
 ) -> list[AuditEvent]:
     """``audit_record`` for several ``(action, before, after)`` changes of one object, in order
-    and in one insert."""
+    and in one insert; the changes that are events go to the outbox as well."""
     actor = actor if getattr(actor, "is_authenticated", False) else None
-    model = _model_of(obj)
+    model = model or _model_of(obj)
     events = [
         _audit_event(actor=actor, action=action, obj=obj, before=before, after=after, model=model)
         for action, before, after in entries
     ]
-    rawsql.inserter(AuditEvent).insert(events)
+    if any(_audit_inserter().insert(events)):
+        for action, before, after in entries:
+            _emit_event_for(action, obj=obj, model=model, actor=actor, before=before, after=after)
     return events
 
 
@@ -495,8 +506,11 @@ _statements = cache(_Statements)
 def policy_get(*, model: RegisteredModel) -> PromotionPolicy:
     """The model's promotion policy: its stored row, or (never changed yet) an unsaved one with
     ``MODELYARD_POLICY_DEFAULTS``. Reads never write; ``policy_update`` stores the first change."""
+    return _policy_of(model, rawsql.fetch(_statements().policy_sql, [model.pk], prepared=True))
+
+
+def _policy_of(model: RegisteredModel, rows: list[tuple]) -> PromotionPolicy:
     sql = _statements()
-    rows = rawsql.fetch(sql.policy_sql, [model.pk], prepared=True)
     policy = sql.policy.build(rows[0]) if rows else PromotionPolicy(model_id=model.pk)
     policy.model = model
     return policy
@@ -504,14 +518,26 @@ def policy_get(*, model: RegisteredModel) -> PromotionPolicy:
 
 def _alias_locked(model: RegisteredModel, alias: str) -> ModelAlias | None:
     """The alias row, locked until the transaction ends (its version loaded), or None."""
-    sql = _statements()
-    rows = rawsql.fetch(sql.alias_sql, [model.pk, alias], prepared=True)
+    return _alias_of(model, rawsql.fetch(_statements().alias_sql, [model.pk, alias], prepared=True))
+
+
+def _alias_of(model: RegisteredModel, rows: list[tuple]) -> ModelAlias | None:
     if not rows:
         return None
+    sql = _statements()
     existing = sql.alias.build(rows[0])
     existing.version = sql.version.build(rows[0], sql.alias.width)
     existing.model = model  # the audit record names it: no second read
     return existing
+
+
+def _alias_locked_and_policy(model: RegisteredModel, alias: str) -> tuple[ModelAlias | None, PromotionPolicy]:
+    """``_alias_locked`` and ``policy_get`` in one round trip (they do not depend on each other)."""
+    sql = _statements()
+    alias_rows, policy_rows = rawsql.fetch_each(
+        [(sql.alias_sql, [model.pk, alias]), (sql.policy_sql, [model.pk])], prepared=True
+    )
+    return _alias_of(model, alias_rows), _policy_of(model, policy_rows)
 
 
 def _alias_insert(item: ModelAlias) -> bool:
@@ -641,9 +667,12 @@ def alias_moved_hooks_run(*, model_id: int, alias: str, actor_id: int | None) ->
             logger.exception("alias-moved hook %s failed for model %s alias %s", dotted, model_id, alias)
 
 
-def _require_alias_change(actor, model: RegisteredModel, alias: str, perm: str) -> None:
+def _require_alias_change(
+    actor, model: RegisteredModel, alias: str, perm: str, policy: PromotionPolicy | None = None
+) -> None:
     _require(actor, perm, model)
-    if alias in policy_get(model=model).protected_aliases and not actor.is_superuser:
+    policy = policy or policy_get(model=model)
+    if alias in policy.protected_aliases and not actor.is_superuser:
         raise PermissionDenied(
             f"'{alias}' is a protected alias: it moves only through an approved promotion or by an admin."
         )
@@ -656,9 +685,13 @@ def model_alias_set(
     """Point ``alias`` at ``version`` (creating or moving it)."""
     if version.model_id != model.pk:
         raise ValidationError({"version": f"Version {version.version} does not belong to '{model.name}'."})
-    existing = _alias_locked(model, alias)
+    existing, policy = _alias_locked_and_policy(model, alias)
     _require_alias_change(
-        actor, model, alias, "models_app.change_modelalias" if existing else "models_app.add_modelalias"
+        actor,
+        model,
+        alias,
+        "models_app.change_modelalias" if existing else "models_app.add_modelalias",
+        policy,
     )
     return alias_move(
         model=model,

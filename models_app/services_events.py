@@ -14,7 +14,6 @@ from django.utils import timezone
 from models_app import webhooks
 from models_app.choices import DeliveryState
 from models_app.models import DeliveryAttempt, Event, RegisteredModel, Webhook, WebhookDelivery
-from registry_project import rawsql
 
 EVENT_TYPES = (
     "model.created",
@@ -80,12 +79,9 @@ def event_emit(*, type: str, model: RegisteredModel | None, payload: dict) -> Ev
     (``robust=True``) and the periodic dispatcher sends the deliveries once it is back.
 
     Each webhook gets only events of models its owner may read, so a private model's events never
-    reach another team. Nothing is written when no webhook wants the event.
+    reach another team. Nothing is written when no webhook wants the event. The audit calls this
+    only when its insert found an active webhook (``services._audit_inserter``).
     """
-    # Every audited change asks: a prepared one-row probe first, the webhooks only if there are any.
-    probe = f"SELECT 1 FROM {rawsql.table(Webhook)} WHERE active = %s LIMIT 1"  # noqa: S608
-    if not rawsql.fetch(probe, [True], prepared=True):
-        return None
     hooks = [
         hook
         for hook in Webhook.objects.filter(active=True).select_related("owner")

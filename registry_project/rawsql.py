@@ -166,6 +166,27 @@ def fetch(sql: str, params: Sequence, *, prepared: bool = False) -> list[tuple]:
         return cursor.fetchall()
 
 
+def fetch_each(statements: Sequence[tuple[str, Sequence]], *, prepared: bool = False) -> list[list[tuple]]:
+    """The rows of each of several statements that do not depend on one another, in order.
+
+    On PostgreSQL they are sent together in pipeline mode and answered together: one round trip
+    instead of one each (a lookup and the policy it is checked against, say). The first error
+    is raised as :func:`fetch` would raise it, and the statements after it are not run.
+    ``prepared`` as for :func:`fetch`, for all of them."""
+    if connection.vendor != "postgresql" or len(statements) < 2:
+        return [fetch(sql, params, prepared=prepared) for sql, params in statements]
+    cursors = [_prepared_cursor() if prepared else connection.cursor() for _ in statements]
+    try:
+        # Errors surface when the pipeline syncs, on leaving the block: Django translates them.
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            for cursor, (sql, params) in zip(cursors, statements, strict=True):
+                cursor.execute(sql, params)
+        return [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
 def execute(sql: str, params: Sequence, *, prepared: bool = False) -> int:
     """Run ``sql``, which returns no rows (an ``UPDATE``); the number of rows it changed.
     ``prepared`` as for :func:`fetch`."""
@@ -184,14 +205,17 @@ class Inserter:
 
     ROWS = 50
 
-    def __init__(self, model: type[Model]) -> None:
+    def __init__(self, model: type[Model], also: str = "") -> None:
+        """``also``: an SQL expression returned with each row (``RETURNING id, <also>``), so a
+        question the caller would ask next (is there an active webhook?) rides along with the
+        insert instead of costing a round trip of its own; :meth:`insert` returns its values."""
         self.model = model
         pk = model._meta.pk
         self.fields = [f for f in model._meta.concrete_fields if f is not pk]
         columns = ", ".join(qn(f.column) for f in self.fields)
         self._head = f"INSERT INTO {table(model)} ({columns}) VALUES "
         self._row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
-        self._tail = f" RETURNING {qn(pk.column)}"
+        self._tail = f" RETURNING {qn(pk.column)}" + (f", {also}" if also else "")
         self._sql: dict[int, str] = {}
 
     def _statement(self, count: int) -> str:
@@ -200,10 +224,12 @@ class Inserter:
             sql = self._sql[count] = self._head + ", ".join([self._row] * count) + self._tail
         return sql
 
-    def insert(self, objs: Sequence[Model]) -> None:
+    def insert(self, objs: Sequence[Model]) -> list:
         """Insert ``objs`` (new instances of the model) in order, up to ``ROWS`` per statement
         (far below SQLite's and PostgreSQL's limits on parameters); statements of up to eight
-        rows are prepared (an insert's plan does not depend on its values)."""
+        rows are prepared (an insert's plan does not depend on its values). Returns the value of
+        ``also`` for each row (nothing without ``also``)."""
+        also = []
         for start in range(0, len(objs), self.ROWS):
             batch = objs[start : start + self.ROWS]
             params = [
@@ -212,9 +238,11 @@ class Inserter:
                 for field in self.fields
             ]
             rows = fetch(self._statement(len(batch)), params, prepared=len(batch) <= 8)
-            for obj, (pk,) in zip(batch, rows, strict=True):
+            for obj, (pk, *extra) in zip(batch, rows, strict=True):
                 obj.pk = pk
                 obj._state.adding, obj._state.db = False, connection.alias
+                also.extend(extra)
+        return also
 
 
 @cache

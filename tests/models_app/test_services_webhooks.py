@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from models_app import services, services_events
@@ -132,6 +135,30 @@ def test_no_event_is_lost_when_nothing_is_running(owner, team, receiver):
     assert receiver.requests == []
     services_events.deliveries_dispatch()
     assert len(receiver.requests) == 1
+
+
+def test_only_an_active_webhook_makes_audited_changes_events(owner, team, receiver, store):
+    """The audit insert itself says whether a webhook is active (no probe of its own): with none,
+    or only a paused one, nothing goes to the outbox; once one is active, the next change does,
+    both events of a change audited twice in one insert (registered READY) included."""
+    hook, _secret = services_events.webhook_create(actor=owner, name="h", url=receiver.url, events=["*"])
+    services_events.webhook_update(actor=owner, hook=hook, active=False)
+    with CaptureQueriesContext(connection) as ctx:
+        model = services.registered_model_create(actor=owner, name="churn", team=team)
+        held = services.model_version_create(actor=owner, model=model)
+        services.version_file_upload(actor=owner, version=held, path="m.bin", stream=io.BytesIO(b"w"), size=1)
+        services.model_version_finalize(actor=owner, version=held)
+    assert not Event.objects.exists()
+    asked = [q["sql"] for q in ctx.captured_queries if "models_app_webhook" in (q["sql"] or "")]
+    assert asked and all(sql.startswith('INSERT INTO "models_app_auditevent"') for sql in asked)
+    services_events.webhook_update(actor=owner, hook=hook, active=True)
+    files = [{"path": "m.bin", "sha256": hashlib.sha256(b"w").hexdigest()}]
+    version = services.model_version_register(actor=owner, model=model, files=files)
+    assert list(Event.objects.order_by("pk").values_list("type", "payload__version")) == [
+        ("version.created", version.version),
+        ("version.ready", version.version),
+    ]
+    assert WebhookDelivery.objects.filter(webhook=hook).count() == 2
 
 
 @pytest.mark.parametrize(

@@ -176,6 +176,20 @@ def test_a_crashed_worker_is_replaced(prepared):
         time.sleep(0.3)
     else:
         pytest.fail(f"no replacement worker: {alive}")
+    # A replacement is listed before it listens: one run in about twenty had a connection
+    # refused right after the respawn. Wait until the server answers, then every request must.
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=30)
+        try:
+            if _call(conn, "GET", "/healthz", server["token"])[0] == 200:
+                break
+        except ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+        finally:
+            conn.close()
+        assert time.monotonic() < deadline, "the server did not answer after the respawn"
+        time.sleep(0.3)
     for _ in range(4):  # every request is answered, whichever worker takes it
         conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=30)
         assert _call(conn, "GET", "/healthz", server["token"])[0] == 200

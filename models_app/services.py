@@ -668,10 +668,9 @@ def alias_moved_hooks_run(*, model_id: int, alias: str, actor_id: int | None) ->
 
 
 def _require_alias_change(
-    actor, model: RegisteredModel, alias: str, perm: str, policy: PromotionPolicy | None = None
+    actor, model: RegisteredModel, alias: str, perm: str, policy: PromotionPolicy
 ) -> None:
     _require(actor, perm, model)
-    policy = policy or policy_get(model=model)
     if alias in policy.protected_aliases and not actor.is_superuser:
         raise PermissionDenied(
             f"'{alias}' is a protected alias: it moves only through an approved promotion or by an admin."
@@ -706,8 +705,9 @@ def model_alias_set(
 
 @transaction.atomic
 def model_alias_delete(*, actor, model: RegisteredModel, alias: str, reason: str = "") -> None:
-    _require_alias_change(actor, model, alias, "models_app.delete_modelalias")
-    alias_move(model=model, alias=alias, version=None, actor=actor, reason=reason)
+    existing, policy = _alias_locked_and_policy(model, alias)
+    _require_alias_change(actor, model, alias, "models_app.delete_modelalias", policy)
+    alias_move(model=model, alias=alias, version=None, actor=actor, reason=reason, existing=existing)
 
 
 # --- Access tokens --------------------------------------------------------------------------

@@ -336,6 +336,9 @@ MODELYARD_ALIAS_MOVED_HOOKS: list[str] = ["deployments_app.services.deployments_
 
 # MLflow-compatible API (docs/mlflow.md): let anonymous callers read (never write) through it.
 MODELYARD_MLFLOW_ANONYMOUS_READ = env_bool("MODELYARD_MLFLOW_ANONYMOUS_READ", False)
+# Per web process: rendered models kept for model searches, each for its exact revision
+# (PostgreSQL only; models_app.mlflow.rendered). 0 renders every model on every page.
+MODELYARD_MLFLOW_RENDER_CACHE_MB = env_int("MODELYARD_MLFLOW_RENDER_CACHE_MB", 32)
 
 # --- Security -------------------------------------------------------------------------------
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)

@@ -24,12 +24,14 @@ import functools
 import re
 from collections.abc import Sequence
 
+import orjson
 from django.contrib.auth import get_user_model
 
 from lineage_app.models import TrainingRun
+from models_app.mlflow import rendered
 from models_app.mlflow.encode import STAGE_TO_MLFLOW, STATUS_TO_MLFLOW
 from models_app.mlflow.search import Where
-from models_app.models import ModelAlias, ModelTag, ModelVersion, RegisteredModel, VersionTag
+from models_app.models import ModelAlias, ModelRevision, ModelTag, ModelVersion, RegisteredModel, VersionTag
 from models_app.selectors import visible_models_sql
 from registry_project.rawsql import (
     ModelColumns,
@@ -74,14 +76,20 @@ class _Sql:
             f"v.source, {epoch_ms('v.created_at')}, {epoch_ms('v.updated_at')}, m.name, "
             f"{creator('v.created_by_id')}, "
             f"(SELECT r.external_id FROM {table(TrainingRun)} r WHERE r.version_id = v.id), "
-            f"{json_columns(version_tags, version_aliases)} FROM "
+            f"{json_columns(version_tags, version_aliases)}"
         )
+
+        # The model's revision (``rendered``), read in the same statement as what it covers.
+        def revision(column: str) -> str:
+            return f"(SELECT x.revision FROM {table(ModelRevision)} x WHERE x.model_id = {column})"
+
         joins = f"JOIN {table(RegisteredModel)} m ON m.id = v.model_id "
-        self.versions = f"{columns}{table(ModelVersion)} v {joins}WHERE "
+        self.versions = f"{columns} FROM {table(ModelVersion)} v {joins}WHERE "
         # The highest version per model and stage: one grouped pass over the models' versions,
         # then primary-key joins (a correlated MAX per version row cost ~2 ms a page).
         self.latest = (
-            f"{columns}(SELECT model_id, stage, MAX(version) AS top FROM {table(ModelVersion)} "
+            f"{columns}, {revision('v.model_id')} "
+            f"FROM (SELECT model_id, stage, MAX(version) AS top FROM {table(ModelVersion)} "
             "WHERE {models} GROUP BY model_id, stage) t "
             f"JOIN {table(ModelVersion)} v ON v.model_id = t.model_id AND v.version = t.top {joins}"
             "WHERE {outer}"  # the models again, or the planner may hash-join every version
@@ -97,9 +105,11 @@ class _Sql:
         )
         self.models = (
             f"SELECT m.id, m.name, m.description, {epoch_ms('m.created_at')}, {epoch_ms('m.updated_at')}, "
-            f"{creator('m.created_by_id')}, {json_columns(model_tags, model_aliases)} "
+            f"{creator('m.created_by_id')}, {json_columns(model_tags, model_aliases)}, {revision('m.id')} "
             f"FROM {table(RegisteredModel)} m WHERE "
         )
+        # A search page's models when their renderings may be in ``rendered``: keys only.
+        self.model_keys = f"SELECT m.id, m.name, {revision('m.id')} FROM {table(RegisteredModel)} m WHERE "
         self.model_columns = ModelColumns(RegisteredModel, "m")
         self.version_columns = ModelColumns(ModelVersion, "v")
         self.model_for_write = (
@@ -127,7 +137,7 @@ def _statements() -> _Sql:
 
 def _version(row: Sequence) -> dict:
     (_pk, _model_id, number, status, status_message, stage, description, source, created, updated, name,
-     username, run_id, children) = row  # fmt: skip
+     username, run_id, children, *_revision) = row  # fmt: skip
     data = {
         "name": name,
         "version": str(number),
@@ -210,11 +220,23 @@ def latest_versions(*, model_id: int, stages: Sequence[str] | None = None) -> li
 
 def _models(rows: list[tuple]) -> dict[int, dict]:
     """MLflow's RegisteredModel for each model row, with latest versions, tags and aliases."""
+    return _render_models(rows)[0]
+
+
+def _render_models(rows: list[tuple]) -> tuple[dict[int, dict], dict[int, int]]:
+    """``_models``, and the revision of each model whose latest versions were read at the same
+    revision as its row (the two statements see different snapshots: a change committed in
+    between is not in the model row's revision, so that rendering must not be kept)."""
     latest_by_model: dict[int, list] = {}
+    latest_revisions: dict[int, set] = {}
     for row in _latest_rows([row[0] for row in rows], None):
         latest_by_model.setdefault(row[1], []).append(_version(row))
+        latest_revisions.setdefault(row[1], set()).add(row[-1])
     found = {}
-    for pk, name, description, created, updated, username, children in rows:
+    settled = {}
+    for pk, name, description, created, updated, username, children, revision in rows:
+        if revision is not None and latest_revisions.get(pk, {revision}) == {revision}:
+            settled[pk] = revision
         data = {"name": name, "creation_timestamp": ms(created), "last_updated_timestamp": ms(updated)}
         if description:
             data["description"] = description
@@ -228,12 +250,17 @@ def _models(rows: list[tuple]) -> dict[int, dict]:
         if aliases:
             data["aliases"] = [{"alias": alias, "version": str(number)} for alias, number in sorted(aliases)]
         found[pk] = data
-    return found
+    return found, settled
 
 
-def model_get(*, user, name: str) -> dict | None:
-    """The visible model called ``name`` (any case), or None."""
+def model_get(*, user, name: str) -> dict | orjson.Fragment | None:
+    """The visible model called ``name`` (any case), or None; encoded if it comes from a copy."""
     visible, params = visible_models_sql(user, "m")
+    copies = rendered.models()
+    if copies is not None:
+        where = f"UPPER(m.name) = UPPER(%s) AND {visible}"
+        keys = fetch(_statements().model_keys + where, [name, *params], prepared=True)
+        return next(iter(_rendered_models([(row[0], row[2]) for row in keys], copies)), None)
     rows = fetch(
         _statements().models + f"UPPER(m.name) = UPPER(%s) AND {visible}", [name, *params], prepared=True
     )
@@ -272,11 +299,38 @@ def model_search(
         condition += " AND (m.name, m.id) > (%s, %s)"
         values += list(after)
         offset = 0
-    rows = fetch(_statements().models + condition + _page_sql(order, "m.id"), [*values, limit + 1, offset])
+    copies = rendered.models()
+    statement = _statements().model_keys if copies is not None else _statements().models
+    rows = fetch(statement + condition + _page_sql(order, "m.id"), [*values, limit + 1, offset])
     page = rows[:limit]
-    found = _models(page)
     last = (page[-1][1], page[-1][0]) if page else None
+    if copies is not None:
+        return _rendered_models([(row[0], row[2]) for row in page], copies), len(rows) > limit, last
+    found = _models(page)
     return [found[row[0]] for row in page], len(rows) > limit, last
+
+
+def _rendered_models(keys: list[tuple[int, int | None]], copies: rendered.RenderedModels) -> list:
+    """The models of ``(pk, revision)`` keys, in order, as encoded JSON: this process's copy where
+    it has one at that revision, rendered (and kept) otherwise. A model deleted since the keys
+    were read is left out."""
+    docs: dict[int, bytes] = {}
+    missing = []
+    for pk, revision in keys:
+        doc = copies.get(pk, revision)
+        if doc is None:
+            missing.append(pk)
+        else:
+            docs[pk] = doc
+    if missing:
+        condition, params = id_in("m.id", missing)
+        rows = fetch(_statements().models + condition, params, prepared=len(missing) == 1)
+        found, settled = _render_models(rows)
+        for pk, data in found.items():
+            docs[pk] = doc = orjson.dumps(data)
+            if pk in settled:
+                copies.put(pk, settled[pk], doc)
+    return [orjson.Fragment(docs[pk]) for pk, _revision in keys if pk in docs]
 
 
 def version_search(*, user, where: Where, order: Sequence[str], offset: int, limit: int):

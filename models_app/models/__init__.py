@@ -3,6 +3,7 @@ from models_app.models.artifacts import Blob, UploadSession, VersionFile
 from models_app.models.audit import AuditEvent
 from models_app.models.catalog import (
     ModelAlias,
+    ModelRevision,
     ModelTag,
     ModelUsage,
     ModelVersion,
@@ -29,6 +30,7 @@ __all__ = [
     "DeliveryAttempt",
     "Event",
     "ModelAlias",
+    "ModelRevision",
     "ModelTag",
     "ModelUsage",
     "ModelVersion",

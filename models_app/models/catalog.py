@@ -229,3 +229,32 @@ class ModelUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} {self.kind} {self.day}: {self.count}"
+
+
+class ModelRevision(models.Model):
+    """A number that changes whenever anything the MLflow API renders for a model changes: the
+    model's row, its versions, tags, aliases, their runs' ids, their creators' names.
+
+    PostgreSQL triggers (migration 0013, lineage migration 0003) keep it; nothing else writes
+    it. The number is drawn from a sequence when the changing transaction commits (deferred
+    constraint triggers), so a reader sees a revision exactly when it sees the changes behind it,
+    and no two committed states of a model share one. ``models_app.mlflow.rendered`` keys its
+    copies of rendered models by it. Other databases have no triggers and leave the table empty.
+
+    The row is separate from the model's on purpose: writers lock models (``select_for_update``)
+    and then their versions or aliases; a bump of the model row at commit would wait for such a
+    lock while holding a version's, and deadlock. Nothing locks this row but the bump itself.
+    """
+
+    # No foreign key: the bump at commit must not take a key-share lock on the model row.
+    model = models.OneToOneField(
+        RegisteredModel,
+        primary_key=True,
+        on_delete=models.DO_NOTHING,  # the model's delete trigger removes the row
+        db_constraint=False,
+        related_name="+",
+    )
+    revision = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.model_id}@{self.revision}"

@@ -12,16 +12,20 @@ Copies are made and used only on PostgreSQL (the only database with the triggers
 transaction: inside one, the transaction's own changes are not yet counted in the revision
 (bumps happen at commit), and a rolled-back change must never be kept.
 
+A process whose database lacks any of the triggers, or has one disabled, keeps no copies.
 Memory is bounded by ``MODELYARD_MLFLOW_RENDER_CACHE_MB`` per web process (0 turns copies off);
 the oldest copies go first. bench/README.md has what a page costs with and without them.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from django.conf import settings
 from django.db import connection
+
+logger = logging.getLogger(__name__)
 
 
 class RenderedModels:
@@ -62,27 +66,60 @@ class RenderedModels:
         return len(self._docs)
 
 
+# The triggers of migrations models_app 0013 and lineage_app 0003: without every one of them
+# enabled, some change would not bump a revision and a copy would outlive it.
+TRIGGERS = (
+    "registeredmodel_revision_row",
+    "registeredmodel_revision",
+    "modelversion_revision",
+    "modeltag_revision",
+    "modelalias_revision",
+    "versiontag_revision",
+    "trainingrun_revision",
+    "trainingrun_revision_update",
+    "models_app_revision",  # on the user table
+)
+
 _models: RenderedModels | None = None
+_off = False  # the setting is 0, or the triggers are not all in place
 _models_lock = threading.Lock()
 
 
+def _triggers_in_place() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM pg_trigger WHERE tgname = ANY(%s) AND tgenabled <> 'D'", [list(TRIGGERS)]
+        )
+        return cursor.fetchone()[0] == len(TRIGGERS)
+
+
 def models() -> RenderedModels | None:
-    """This process's copies, or None where they must not be used (see the module docstring)."""
-    global _models
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    """This process's copies, or None where they must not be used (see the module docstring).
+    The first call checks, once per process, that the revision triggers exist and are enabled
+    (a trigger disabled for a bulk load and never enabled again would make copies stale)."""
+    global _models, _off
+    if _off or connection.vendor != "postgresql" or connection.in_atomic_block:
         return None
     if _models is None:
-        limit = settings.MODELYARD_MLFLOW_RENDER_CACHE_MB * 1024 * 1024
-        if limit <= 0:
-            return None
         with _models_lock:
-            if _models is None:
-                _models = RenderedModels(limit)
+            if _models is None and not _off:
+                limit = settings.MODELYARD_MLFLOW_RENDER_CACHE_MB * 1024 * 1024
+                if limit > 0 and _triggers_in_place():
+                    _models = RenderedModels(limit)
+                else:
+                    _off = True
+                    if limit > 0:
+                        logger.warning(
+                            "MLflow API: rendered models are not kept in this process: the revision "
+                            "triggers (%s) are not all present and enabled. Run migrate, or ALTER "
+                            "TABLE ... ENABLE TRIGGER, and restart.",
+                            ", ".join(TRIGGERS),
+                        )
     return _models
 
 
 def reset() -> None:
-    """Forget every copy and re-read the setting (tests that change it, or the database)."""
-    global _models
+    """Forget every copy, re-read the setting and re-check the triggers (tests, a restore)."""
+    global _models, _off
     with _models_lock:
-        _models = None
+        _models, _off = None, False

@@ -171,3 +171,18 @@ def test_no_copies_without_the_triggers(settings):
     settings.MODELYARD_MLFLOW_RENDER_CACHE_MB = 8
     rendered.reset()
     assert rendered.models() is None
+
+
+def test_no_copies_while_a_revision_trigger_is_disabled(copies, catalog, page, caplog):
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE models_app_versiontag DISABLE TRIGGER versiontag_revision")
+    try:
+        rendered.reset()
+        assert rendered.models() is None
+        assert "revision triggers" in caplog.text
+        assert [m["name"] for m in walk(page)] == ["alpha", "beta", "gamma"] * 2  # rendered as before
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE models_app_versiontag ENABLE TRIGGER versiontag_revision")
+    rendered.reset()
+    assert rendered.models() is not None

@@ -149,3 +149,13 @@ def test_a_transaction_bumps_a_model_once(model):
         RegisteredModel.objects.filter(pk=model.pk).update(last_version_number=3)
     assert last_drawn() == drawn + 1
     assert revision(model) == drawn + 1 != before
+
+
+def test_the_copies_check_for_exactly_these_triggers(pg):
+    """``rendered.TRIGGERS`` (checked before any copy is kept) names every revision trigger."""
+    from models_app.mlflow import rendered
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tgname FROM pg_trigger WHERE tgname LIKE '%%revision%%' AND NOT tgisinternal")
+        names = {row[0] for row in cursor.fetchall()}
+    assert names - {"registeredmodel_revision_truncate"} == set(rendered.TRIGGERS)

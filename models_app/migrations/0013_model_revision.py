@@ -6,7 +6,9 @@ databases get the table and no triggers, and the MLflow API renders there withou
   the models empties the table.
 - Changes to the model row, its versions, tags and aliases, and a user's new name, bump the
   number through deferred constraint triggers: they run when the transaction commits, after
-  every lock the transaction's own statements took, so the bump cannot be part of a deadlock.
+  every lock the transaction's own statements took, and lock only revision rows, which nothing
+  else locks. So a bump never waits on a writer's lock (two commits that each bump several
+  models, in opposite orders, are the one way left to deadlock; PostgreSQL then cancels one).
   A transaction bumps a model once, however many of its rows it changed: a revision row the
   transaction has already written (its ``xmin`` is the transaction's id) is left alone.
 - Runs (``lineage_app``) bump it from lineage migration 0003, through the same function.

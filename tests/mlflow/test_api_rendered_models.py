@@ -186,3 +186,55 @@ def test_no_copies_while_a_revision_trigger_is_disabled(copies, catalog, page, c
             cursor.execute("ALTER TABLE models_app_versiontag ENABLE TRIGGER versiontag_revision")
     rendered.reset()
     assert rendered.models() is not None
+
+
+def test_copies_made_while_writers_commit_are_never_stale(copies, catalog, owner):
+    """Readers render and keep copies while another thread commits changes to the same models;
+    once the writer stops, what the copies give equals a fresh rendering of every model."""
+    import threading
+
+    from django.db import connections
+
+    where = search.registered_model_where(search.parse(""))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def read() -> list:
+        models, _more, _last = reads.model_search(
+            user=owner, where=where, order=["m.name ASC"], offset=0, limit=10
+        )
+        return orjson.loads(orjson.dumps(models))
+
+    def writer() -> None:
+        try:
+            for i in range(60):
+                with transaction.atomic():
+                    ModelTag.objects.update_or_create(model=alpha(0), key="n", defaults={"value": str(i)})
+                    VersionTag.objects.filter(version__model__name="beta").update(value=str(i))
+                    ModelVersion.objects.filter(model__name="gamma", version=1).update(description=str(i))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            stop.set()
+            connections.close_all()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                read()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer), *(threading.Thread(target=reader) for _ in range(2))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    served = read()
+    assert {t["key"]: t["value"] for t in served[0]["tags"]}["n"] == "59"
+    rendered.reset()
+    assert len(rendered.models()) == 0
+    assert read() == served  # all rendered afresh now

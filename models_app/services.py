@@ -94,14 +94,10 @@ def audit_records(
     return audit_entries(actor=actor, obj=obj, entries=[(action, before, after) for before, after in changes])
 
 
-@cache
-def _audit_inserter() -> rawsql.Inserter:
-    """Audit rows come back with whether any webhook is active: the event outbox is written only
-    then, and most installations have none, so the question costs no round trip of its own."""
-    return rawsql.Inserter(
-        AuditEvent,
-        also=f"EXISTS (SELECT 1 FROM {rawsql.table(Webhook)} WHERE active)",  # noqa: S608
-    )
+def _webhook_active_sql() -> str:
+    """Returned with each audit row: whether any webhook is active. The event outbox is written
+    only then, and most installations have none, so the question costs no round trip of its own."""
+    return f"EXISTS (SELECT 1 FROM {rawsql.table(Webhook)} WHERE active)"  # noqa: S608
 
 
 def audit_entries(
@@ -119,7 +115,7 @@ def audit_entries(
         _audit_event(actor=actor, action=action, obj=obj, before=before, after=after, model=model)
         for action, before, after in entries
     ]
-    if any(_audit_inserter().insert(events)):
+    if any(rawsql.inserter(AuditEvent, _webhook_active_sql()).insert(events)):
         for action, before, after in entries:
             _emit_event_for(action, obj=obj, model=model, actor=actor, before=before, after=after)
     return events

@@ -80,7 +80,7 @@ def event_emit(*, type: str, model: RegisteredModel | None, payload: dict) -> Ev
 
     Each webhook gets only events of models its owner may read, so a private model's events never
     reach another team. Nothing is written when no webhook wants the event. The audit calls this
-    only when its insert found an active webhook (``services._audit_inserter``).
+    only when its insert found an active webhook (``services._webhook_active_sql``).
     """
     hooks = [
         hook

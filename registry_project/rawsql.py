@@ -246,6 +246,6 @@ class Inserter:
 
 
 @cache
-def inserter(model: type[Model]) -> Inserter:
-    """``model``'s :class:`Inserter`, built once."""
-    return Inserter(model)
+def inserter(model: type[Model], also: str = "") -> Inserter:
+    """``model``'s :class:`Inserter` (returning ``also``), built once."""
+    return Inserter(model, also)

@@ -25,22 +25,46 @@ import django.db.models.deletion
 MODELS = "models_app_registeredmodel"
 REVISIONS = "models_app_modelrevision"
 SEQUENCE = "models_app_modelrevision_seq"
-MODEL_CHILDREN = ("models_app_modelversion", "models_app_modeltag", "models_app_modelalias")
+# The tables whose rows bump their model, and the trigger function that finds it.
+CHILDREN = {
+    "models_app_modelversion": "models_app_revision_of_model",
+    "models_app_modeltag": "models_app_revision_of_model",
+    "models_app_modelalias": "models_app_revision_of_model",
+    "models_app_versiontag": "models_app_revision_of_version",
+}
+
+# Skip a revision row this transaction has already written (its xmin is our transaction id).
+_NOT_YET = "xmin <> pg_current_xact_id()::xid"
+
+
+def _on_child(function: str, column: str, bump: str) -> str:
+    """A deferred trigger function for rows that point at a model through ``column``: ``bump``
+    the old row's target on UPDATE/DELETE, and the new row's on INSERT or a changed target."""
+    return f"""
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM {bump}(OLD.{column});
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.{column} IS DISTINCT FROM OLD.{column}) THEN
+        PERFORM {bump}(NEW.{column});
+    END IF;
+    RETURN NULL;
+END $$;
+"""
+
 
 FUNCTIONS = f"""
 CREATE SEQUENCE IF NOT EXISTS {SEQUENCE};
 
 CREATE OR REPLACE FUNCTION models_app_revision_bump(target bigint) RETURNS void
 LANGUAGE sql AS $$
-    UPDATE {REVISIONS} SET revision = nextval('{SEQUENCE}')
-    WHERE model_id = target AND xmin <> pg_current_xact_id()::xid
+    UPDATE {REVISIONS} SET revision = nextval('{SEQUENCE}') WHERE model_id = target AND {_NOT_YET}
 $$;
 
 CREATE OR REPLACE FUNCTION models_app_revision_bump_version(target bigint) RETURNS void
 LANGUAGE sql AS $$
-    UPDATE {REVISIONS} SET revision = nextval('{SEQUENCE}')
-    WHERE model_id = (SELECT model_id FROM models_app_modelversion WHERE id = target)
-      AND xmin <> pg_current_xact_id()::xid
+    SELECT models_app_revision_bump((SELECT model_id FROM models_app_modelversion WHERE id = target))
 $$;
 
 -- The model's own row: its revision row comes and goes with it (immediately).
@@ -63,32 +87,11 @@ BEGIN
     PERFORM models_app_revision_bump(NEW.id);
     RETURN NULL;
 END $$;
-
--- Deferred: a row with a model_id (versions, model tags, aliases) inserted, changed or deleted.
-CREATE OR REPLACE FUNCTION models_app_revision_of_model() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP <> 'INSERT' THEN
-        PERFORM models_app_revision_bump(OLD.model_id);
-    END IF;
-    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.model_id IS DISTINCT FROM OLD.model_id) THEN
-        PERFORM models_app_revision_bump(NEW.model_id);
-    END IF;
-    RETURN NULL;
-END $$;
-
--- Deferred: a row with a version_id (version tags, runs). A version deleted in the same
--- transaction bumped its model itself.
-CREATE OR REPLACE FUNCTION models_app_revision_of_version() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP <> 'INSERT' THEN
-        PERFORM models_app_revision_bump_version(OLD.version_id);
-    END IF;
-    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.version_id IS DISTINCT FROM OLD.version_id) THEN
-        PERFORM models_app_revision_bump_version(NEW.version_id);
-    END IF;
-    RETURN NULL;
-END $$;
 """
+# Deferred: rows with a model_id (versions, model tags, aliases) and rows with a version_id
+# (version tags, runs; a version deleted in the same transaction bumped its model itself).
+FUNCTIONS += _on_child("models_app_revision_of_model", "model_id", "models_app_revision_bump")
+FUNCTIONS += _on_child("models_app_revision_of_version", "version_id", "models_app_revision_bump_version")
 
 
 def _user_sql(users: str, username: str) -> str:
@@ -96,10 +99,9 @@ def _user_sql(users: str, username: str) -> str:
     return f"""
 CREATE OR REPLACE FUNCTION models_app_revision_of_user() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE {REVISIONS} SET revision = nextval('{SEQUENCE}')
-    WHERE model_id IN (SELECT id FROM {MODELS} WHERE created_by_id = NEW.id
-                       UNION SELECT model_id FROM models_app_modelversion WHERE created_by_id = NEW.id)
-      AND xmin <> pg_current_xact_id()::xid;
+    PERFORM models_app_revision_bump(id)
+    FROM (SELECT id FROM {MODELS} WHERE created_by_id = NEW.id
+          UNION SELECT model_id FROM models_app_modelversion WHERE created_by_id = NEW.id) AS touched;
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS models_app_revision ON {users};
@@ -121,16 +123,13 @@ CREATE TRIGGER registeredmodel_revision_truncate AFTER TRUNCATE ON {MODELS}
 DROP TRIGGER IF EXISTS registeredmodel_revision ON {MODELS};
 CREATE CONSTRAINT TRIGGER registeredmodel_revision AFTER UPDATE ON {MODELS}
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION models_app_revision_of_self();
-DROP TRIGGER IF EXISTS versiontag_revision ON models_app_versiontag;
-CREATE CONSTRAINT TRIGGER versiontag_revision AFTER INSERT OR UPDATE OR DELETE ON models_app_versiontag
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION models_app_revision_of_version();
 """
-    for table in MODEL_CHILDREN:
+    for table, function in CHILDREN.items():
         name = table.removeprefix("models_app_") + "_revision"
         sql += f"""
 DROP TRIGGER IF EXISTS {name} ON {table};
 CREATE CONSTRAINT TRIGGER {name} AFTER INSERT OR UPDATE OR DELETE ON {table}
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION models_app_revision_of_model();
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {function}();
 """
     return sql
 
@@ -139,8 +138,7 @@ DROP = f"""
 DROP TRIGGER IF EXISTS registeredmodel_revision_row ON {MODELS};
 DROP TRIGGER IF EXISTS registeredmodel_revision_truncate ON {MODELS};
 DROP TRIGGER IF EXISTS registeredmodel_revision ON {MODELS};
-DROP TRIGGER IF EXISTS versiontag_revision ON models_app_versiontag;
-{"".join(f"DROP TRIGGER IF EXISTS {t.removeprefix('models_app_')}_revision ON {t};" for t in MODEL_CHILDREN)}
+{"".join(f"DROP TRIGGER IF EXISTS {t.removeprefix('models_app_')}_revision ON {t};" for t in CHILDREN)}
 DROP FUNCTION IF EXISTS models_app_revision_of_user() CASCADE;
 DROP FUNCTION IF EXISTS models_app_revision_of_version();
 DROP FUNCTION IF EXISTS models_app_revision_of_model();

@@ -256,14 +256,12 @@ def _render_models(rows: list[tuple]) -> tuple[dict[int, dict], dict[int, int]]:
 def model_get(*, user, name: str) -> dict | orjson.Fragment | None:
     """The visible model called ``name`` (any case), or None; encoded if it comes from a copy."""
     visible, params = visible_models_sql(user, "m")
+    where = f"UPPER(m.name) = UPPER(%s) AND {visible}"
     copies = rendered.models()
     if copies is not None:
-        where = f"UPPER(m.name) = UPPER(%s) AND {visible}"
         keys = fetch(_statements().model_keys + where, [name, *params], prepared=True)
         return next(iter(_rendered_models([(row[0], row[2]) for row in keys], copies)), None)
-    rows = fetch(
-        _statements().models + f"UPPER(m.name) = UPPER(%s) AND {visible}", [name, *params], prepared=True
-    )
+    rows = fetch(_statements().models + where, [name, *params], prepared=True)
     return next(iter(_models(rows).values()), None)
 
 

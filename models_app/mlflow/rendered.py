@@ -57,11 +57,6 @@ class RenderedModels:
                 del self._docs[_pk]
                 self._bytes -= len(evicted)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._docs.clear()
-            self._bytes = 0
-
     def __len__(self) -> int:
         return len(self._docs)
 
@@ -94,28 +89,34 @@ def _triggers_in_place() -> bool:
 
 
 def models() -> RenderedModels | None:
-    """This process's copies, or None where they must not be used (see the module docstring).
-    The first call checks, once per process, that the revision triggers exist and are enabled
-    (a trigger disabled for a bulk load and never enabled again would make copies stale)."""
-    global _models, _off
+    """This process's copies, or None where they must not be used (see the module docstring)."""
     if _off or connection.vendor != "postgresql" or connection.in_atomic_block:
         return None
     if _models is None:
-        with _models_lock:
-            if _models is None and not _off:
-                limit = settings.MODELYARD_MLFLOW_RENDER_CACHE_MB * 1024 * 1024
-                if limit > 0 and _triggers_in_place():
-                    _models = RenderedModels(limit)
-                else:
-                    _off = True
-                    if limit > 0:
-                        logger.warning(
-                            "MLflow API: rendered models are not kept in this process: the revision "
-                            "triggers (%s) are not all present and enabled. Run migrate, or ALTER "
-                            "TABLE ... ENABLE TRIGGER, and restart.",
-                            ", ".join(TRIGGERS),
-                        )
+        _start()
     return _models
+
+
+def _start() -> None:
+    """Make this process's copies, once: unless the setting is 0, or the revision triggers are
+    not all present and enabled (one disabled for a bulk load and never enabled again would
+    leave copies stale), which turns them off for the process's life."""
+    global _models, _off
+    with _models_lock:
+        if _models is not None or _off:
+            return
+        limit = settings.MODELYARD_MLFLOW_RENDER_CACHE_MB * 1024 * 1024
+        if limit > 0 and _triggers_in_place():
+            _models = RenderedModels(limit)
+            return
+        _off = True
+        if limit > 0:
+            logger.warning(
+                "MLflow API: rendered models are not kept in this process: the revision triggers "
+                "(%s) are not all present and enabled. Run migrate, or ALTER TABLE ... ENABLE "
+                "TRIGGER, and restart.",
+                ", ".join(TRIGGERS),
+            )
 
 
 def reset() -> None:

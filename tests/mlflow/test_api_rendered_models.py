@@ -25,11 +25,8 @@ GET = "/api/2.0/mlflow/registered-models/get"
 
 
 @pytest.fixture
-def copies(settings):
+def copies(postgres, settings):
     """Copies on, starting empty, for PostgreSQL."""
-    from tests.conftest import need_service
-
-    need_service(connection.vendor == "postgresql", "PostgreSQL (set DATABASE_URL)")
     settings.MODELYARD_MLFLOW_RENDER_CACHE_MB = 8
     rendered.reset()
     yield
@@ -86,7 +83,7 @@ def test_pages_are_what_rendering_every_model_gives(copies, catalog, page, setti
     assert {v["current_stage"] for v in first[0]["latest_versions"]} == {"Staging", "Production", "None"}
 
 
-def alpha(m):
+def alpha():
     return RegisteredModel.objects.get(name="alpha")
 
 
@@ -96,16 +93,16 @@ def version(number: int):
 
 CHANGES = {
     "description": lambda owner: RegisteredModel.objects.filter(name="alpha").update(description="new"),
-    "model tag": lambda owner: ModelTag.objects.create(model=alpha(0), key="k", value="v"),
+    "model tag": lambda owner: ModelTag.objects.create(model=alpha(), key="k", value="v"),
     "version tag": lambda owner: VersionTag.objects.filter(version=version(1)).update(value="x"),
-    "alias moved": lambda owner: ModelAlias.objects.filter(model=alpha(0)).update(version=version(1)),
+    "alias moved": lambda owner: ModelAlias.objects.filter(model=alpha()).update(version=version(1)),
     "stage": lambda owner: ModelVersion.objects.filter(pk=version(1).pk).update(stage="archived"),
-    "new version": lambda owner: ModelVersion.objects.create(model=alpha(0), version=4, stage="staging"),
+    "new version": lambda owner: ModelVersion.objects.create(model=alpha(), version=4, stage="staging"),
     "version deleted": lambda owner: version(2).delete(),
     "run id": lambda owner: TrainingRun.objects.filter(version=version(3)).update(external_id="f" * 32),
     "creator renamed": lambda owner: User.objects.filter(pk=owner.pk).update(username="renamed"),
     "through a service": lambda owner: services.model_tag_set(
-        actor=owner, model=alpha(0), key="task", value="changed"
+        actor=owner, model=alpha(), key="task", value="changed"
     ),
 }
 
@@ -124,7 +121,7 @@ def test_nothing_is_kept_or_used_inside_a_transaction(copies, catalog, owner):
     where = search.registered_model_where(search.parse(""))
     with transaction.atomic():
         assert rendered.models() is None
-        ModelTag.objects.create(model=alpha(0), key="uncommitted", value="v")
+        ModelTag.objects.create(model=alpha(), key="uncommitted", value="v")
         models, _more, _last = reads.model_search(
             user=owner, where=where, order=["m.name ASC"], offset=0, limit=10
         )
@@ -209,7 +206,7 @@ def test_copies_made_while_writers_commit_are_never_stale(copies, catalog, owner
         try:
             for i in range(60):
                 with transaction.atomic():
-                    ModelTag.objects.update_or_create(model=alpha(0), key="n", defaults={"value": str(i)})
+                    ModelTag.objects.update_or_create(model=alpha(), key="n", defaults={"value": str(i)})
                     VersionTag.objects.filter(version__model__name="beta").update(value=str(i))
                     ModelVersion.objects.filter(model__name="gamma", version=1).update(description=str(i))
         except BaseException as exc:

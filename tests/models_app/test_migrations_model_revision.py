@@ -20,18 +20,12 @@ from models_app.models import (
     VersionTag,
 )
 from tests.concurrency import held_transaction
-from tests.conftest import need_service
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def pg():
-    need_service(connection.vendor == "postgresql", "PostgreSQL (set DATABASE_URL)")
-
-
-@pytest.fixture
-def model(pg, owner, team):
+def model(postgres, owner, team):
     model = services.registered_model_create(actor=owner, name="churn", team=team, tags={"task": "cls"})
     v1 = services.model_version_create(actor=owner, model=model, tags={"flavor": "sklearn"})
     services.model_version_create(actor=owner, model=model)
@@ -151,7 +145,7 @@ def test_a_transaction_bumps_a_model_once(model):
     assert revision(model) == drawn + 1 != before
 
 
-def test_the_copies_check_for_exactly_these_triggers(pg):
+def test_the_copies_check_for_exactly_these_triggers(postgres):
     """``rendered.TRIGGERS`` (checked before any copy is kept) names every revision trigger."""
     from models_app.mlflow import rendered
 
